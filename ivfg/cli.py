@@ -1,0 +1,21 @@
+"""Plumbing shared by the stage scripts: logging, params, clean exits on user errors."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from ivfg.config import ConfigError
+from ivfg.data.download import DownloadError
+
+USER_ERRORS = (ConfigError, DownloadError, FileNotFoundError, ValueError)
+
+
+def run_main(stage: str, main: Callable[[], None]) -> None:
+    """Run a stage; a user error prints one clear line instead of a traceback."""
+    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s")
+    try:
+        main()
+    except USER_ERRORS as exc:
+        print(f"[{stage}] error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Data stages: download, alignment, identity split, triplets."""

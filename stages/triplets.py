@@ -1,0 +1,38 @@
+"""DVC stage `triplets`: (x1, x2, y) triplets for each split."""
+import argparse
+import csv
+from pathlib import Path
+
+from ivfg.cli import run_main
+from ivfg.config import load_params
+from ivfg.data.split import SPLITS, read_split
+from ivfg.data.triplets import make_triplets
+from ivfg.fileio import atomic_dir
+from ivfg.tracking import stage_run, write_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--split", default="data/split.csv")
+    parser.add_argument("--out", default="data/triplets")
+    parser.add_argument("--metrics", default="metrics/triplets.json")
+    args = parser.parse_args()
+    cfg = load_params(args.params).triplets
+    splits = read_split(Path(args.split))
+    figures = {}
+    with stage_run("triplets") as run, atomic_dir(args.out) as tmp:
+        run.log_params({"triplets": cfg.model_dump()})
+        for salt, name in enumerate(SPLITS):
+            triplets = make_triplets(splits[name], cfg, salt=salt)
+            with open(tmp / f"{name}.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["x1", "x2", "y"])
+                writer.writerows(triplets)
+            figures[name] = {"triplets": len(triplets), "identities": len({Path(t[0]).parent.name for t in triplets})}
+        run.log_metrics(figures)
+    write_metrics(args.metrics, figures)
+
+
+if __name__ == "__main__":
+    run_main("triplets", main)
