@@ -71,11 +71,104 @@ class TripletsConfig(Section):
     per_image: int = Field(1, ge=1, le=100)
 
 
+RecognizerName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet"]
+WeightName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "dlib-landmarks5", "fid-inception"]
+
+
+class ModelsConfig(Section):
+    encoder: RecognizerName = "sface"            # E
+    train_recognizer: RecognizerName = "sface"   # R, inside the losses (must be differentiable)
+    eval_recognizer: RecognizerName = "dlib-resnet"
+    # Explicit weight files by registry name, tried before the cache, packages and URLs.
+    weights: dict[WeightName, str] = {}
+
+    @field_validator("train_recognizer")
+    @classmethod
+    def _differentiable(cls, value: str) -> str:
+        if value == "dlib-resnet":
+            raise ValueError("dlib-resnet is not differentiable; use sface, facenet-vggface2 or facenet-casia")
+        return value
+
+
+class BaselineConfig(Section):
+    recognizers: list[RecognizerName] = Field(default_factory=lambda: ["sface", "dlib-resnet"], min_length=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    seed: int = Field(0, ge=0)
+
+
+class PhaseConfig(Section):
+    """Training of one resolution: its fade-in (skipped for the start resolution), then stabilisation."""
+    batch: int = Field(ge=1, le=4096)
+    lr: float = Field(gt=0, le=1)
+    fade_kimg: float = Field(ge=0)
+    stable_kimg: float = Field(ge=0)
+
+
+def _is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+class GanConfig(Section):
+    resolution: int = Field(128, ge=8, le=1024)
+    start_resolution: int = Field(8, ge=8, le=1024)
+    style_dim: int = Field(512, ge=8)
+    mapping_layers: int = Field(8, ge=1, le=16)
+    mapping_lr_mul: float = Field(0.01, gt=0, le=1)
+    channel_base: int = Field(8192, ge=16)
+    channel_max: int = Field(512, ge=4)
+    loss: Literal["logistic_r1", "wgan_gp"] = "logistic_r1"
+    r1_gamma: float = Field(10.0, ge=0)
+    r1_interval: int = Field(1, ge=1, le=64)   # lazy R1 (StyleGAN2) when > 1; 1 is the paper's setting
+    gp_lambda: float = Field(10.0, ge=0)
+    betas: tuple[float, float] = (0.0, 0.99)
+    mixing_prob: float = Field(0.9, ge=0, le=1)
+    ema_kimg: float = Field(10.0, gt=0)
+    mirror: bool = True
+    phases: dict[int, PhaseConfig]
+    truncation_psi: float = Field(0.7, gt=0, le=1)
+    w_avg_samples: int = Field(10000, ge=1)
+    checkpoint_kimg: float = Field(10.0, gt=0)
+    metrics_kimg: float = Field(20.0, gt=0)
+    fid_samples: int = Field(2000, ge=2)
+    diversity_pairs: int = Field(500, ge=1)
+    grid: int = Field(8, ge=1, le=32)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    amp: Literal["auto", "off", "bf16"] = "auto"   # auto: bf16 autocast on CUDA, none on CPU
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "GanConfig":
+        for key in ("resolution", "start_resolution"):
+            if not _is_power_of_two(getattr(self, key)):
+                raise ValueError(f"pretrain_gan.{key} must be a power of two (8, 16, 32, 64, 128, ...), "
+                                 f"got {getattr(self, key)}")
+        if self.start_resolution > self.resolution:
+            raise ValueError(f"pretrain_gan.start_resolution ({self.start_resolution}) exceeds "
+                             f"pretrain_gan.resolution ({self.resolution})")
+        needed = [self.start_resolution * 2 ** i
+                  for i in range(int.bit_length(self.resolution // self.start_resolution))]
+        missing = [r for r in needed if r not in self.phases]
+        extra = sorted(r for r in self.phases if r not in needed)
+        if missing:
+            raise ValueError(f"pretrain_gan.phases is missing resolution(s) {missing}; it needs one entry for each of "
+                             f"{needed} (batch, lr, fade_kimg, stable_kimg)")
+        if extra:
+            raise ValueError(f"pretrain_gan.phases has resolution(s) {extra} outside {needed}")
+        return self
+
+    def resolutions(self) -> list[int]:
+        return sorted(self.phases)
+
+
 class Params(Section):
     download: DownloadConfig = DownloadConfig()
     align: AlignConfig = AlignConfig()
     split: SplitConfig = SplitConfig()
     triplets: TripletsConfig = TripletsConfig()
+    models: ModelsConfig = ModelsConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    pretrain_gan: GanConfig | None = None
 
 
 def _describe(error: dict) -> str:

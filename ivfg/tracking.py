@@ -81,13 +81,15 @@ def stage_run(stage: str, tags: Mapping[str, str] | None = None) -> Iterator[Sta
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         artifacts = None
-        if tracking_uri().startswith("sqlite:"):
+        if uri.startswith("sqlite:///"):
             # Keep artifacts beside the database rather than in whatever directory DVC runs from.
-            artifacts = (project_root() / "mlartifacts").as_uri()
+            database = Path(uri[len("sqlite:///"):]).resolve()
+            artifacts = (database.parent / "mlartifacts").as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=stage, tags={"stage": stage, **(tags or {})}):

@@ -21,7 +21,7 @@ from ivfg.fileio import atomic_dir, write_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 INDEX_COLUMNS = ["image", "source", "identity", "prob", "faces",
-                 "x1", "y1", "x2", "y2", *[f"{axis}{i}" for i in range(5) for axis in "xy"]]
+                 "box_x1", "box_y1", "box_x2", "box_y2", *[f"{axis}{i}" for i in range(5) for axis in "xy"]]
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
     rows, failures, modes = [], [], Counter()
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
-        for batch in tqdm(loader, desc="align", unit="batch", total=len(loader)):
+        progress = tqdm(total=len(paths), desc="align", unit="img")
+        for batch in loader:
+            progress.update(len(batch))
             for i, _, _, error in batch:
                 if error:
                     failures.append((paths[i], error))
@@ -141,6 +143,7 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
                 (tmp / target).parent.mkdir(parents=True, exist_ok=True)
                 face.save(tmp / target, quality=95) if cfg.image_format == "jpg" else face.save(tmp / target)
                 rows.append(_index_row(target.as_posix(), source.as_posix(), source.parts[0], det))
+        progress.close()
         seconds = time.perf_counter() - start
         _write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
         _write_csv(tmp / "failures.csv", ["source", "identity", "reason"],

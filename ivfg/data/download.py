@@ -33,13 +33,14 @@ class Source:
     origin: str
 
 
-def fetch(url: str, dest: Path, sha256: str, size: int | None = None, timeout: float = 60.0) -> Path:
+def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, timeout: float = 60.0) -> Path:
     """Download `url` to `dest`, resuming a previous partial download, and verify its SHA-256.
 
     Bytes arrive in `dest.part`; only a complete file with the right checksum is renamed to `dest`.
+    `sha256=None` is for files whose publisher gives no digest: they are kept unverified.
     """
     dest = Path(dest)
-    if dest.is_file() and sha256_file(dest) == sha256:
+    if dest.is_file() and sha256 is not None and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -79,10 +80,10 @@ def fetch(url: str, dest: Path, sha256: str, size: int | None = None, timeout: f
     return _finish(part, dest, url, sha256, size)
 
 
-def _finish(part: Path, dest: Path, url: str, sha256: str, size: int | None) -> Path:
+def _finish(part: Path, dest: Path, url: str, sha256: str | None, size: int | None) -> Path:
     actual_size = part.stat().st_size
     actual = sha256_file(part)
-    if actual != sha256 or (size is not None and actual_size != size):
+    if (sha256 is not None and actual != sha256) or (size is not None and actual_size != size):
         part.unlink()
         raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, size {size}; got {actual}, "
                             f"size {actual_size}). The bad file was removed; rerun to download again, or fix "

@@ -1,0 +1,1 @@
+"""Metrics: face verification (accuracy, AUC, EER), and the paper's virtual-face properties."""

@@ -1,0 +1,1 @@
+"""Pretrained networks behind one registry: recognizers (E, R, evaluation) and FID Inception."""

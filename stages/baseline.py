@@ -1,0 +1,44 @@
+"""DVC stage `baseline`: verification on real aligned LFW faces (paper Table 1, "Original")."""
+import argparse
+from pathlib import Path
+
+from ivfg.cli import run_main
+from ivfg.config import load_params
+from ivfg.data.align import read_index
+from ivfg.device import resolve_device
+from ivfg.evaluation.baseline import evaluate_recognizer
+from ivfg.models.registry import build_recognizer
+from ivfg.tracking import stage_run, write_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--aligned", default="data/aligned")
+    parser.add_argument("--split", default="data/split.csv")
+    parser.add_argument("--pairs", default="data/raw/lfw/pairs.txt")
+    parser.add_argument("--metrics", default="metrics/baseline.json")
+    parser.add_argument("--recognizers", nargs="*", help="override baseline.recognizers")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    cfg = params.baseline
+    device = resolve_device(cfg.device)
+    aligned = Path(args.aligned)
+    index_rows = read_index(aligned / "index.csv")
+    split_rows = read_index(Path(args.split))
+    results = {}
+    with stage_run("baseline") as run:
+        run.log_params({"baseline": cfg.model_dump(), "models.weights": params.models.weights})
+        for name in args.recognizers or cfg.recognizers:
+            recognizer = build_recognizer(name, device, params.models.weights)
+            results[name] = evaluate_recognizer(recognizer, aligned, index_rows, split_rows, Path(args.pairs),
+                                                cfg.batch_size, device, cfg.seed)
+            run.log_metrics({name: results[name]})
+            print(f"{name}: LFW acc {results[name]['lfw_pairs']['accuracy']:.4f} "
+                  f"± {results[name]['lfw_pairs']['accuracy_std']:.4f}, AUC {results[name]['lfw_pairs']['auc']:.4f}, "
+                  f"EER {results[name]['lfw_pairs']['eer']:.4f}; test split EER {results[name]['test_split']['eer']:.4f}")
+    write_metrics(args.metrics, results)
+
+
+if __name__ == "__main__":
+    run_main("baseline", main)

@@ -1,0 +1,98 @@
+"""Recognizers on real aligned LFW faces: fidelity of the SFace port, gradients, scoring direction."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ivfg.models.registry import WEIGHTS, build_inception, build_recognizer, weights_path
+from ivfg.models.weights import WeightsNotFound
+
+
+def _same_vs_different(recognizer, faces: dict[str, torch.Tensor]) -> tuple[float, float]:
+    ids = sorted(faces)
+    with torch.no_grad():
+        emb = {i: recognizer.embed(faces[i]) for i in ids}
+    same = [float(recognizer.score(emb[i][0:1], emb[i][1:2])) for i in ids]
+    diff = [float(recognizer.score(emb[a][0:1], emb[b][0:1])) for a in ids for b in ids if a < b]
+    return min(same), max(diff)
+
+
+@pytest.fixture(scope="module")
+def sface():
+    return build_recognizer("sface")
+
+
+def test_sface_port_matches_onnxruntime(sface, aligned_faces):
+    ort = pytest.importorskip("onnxruntime")
+    path = weights_path("sface")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    # The quantized file still declares its original float weights as (unused) graph inputs.
+    unused = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+              for i in session.get_inputs() if i.name != "data"}
+    faces = torch.cat(list(aligned_faces.values()))
+    x = torch.nn.functional.interpolate(faces, size=(112, 112), mode="bilinear", antialias=True) * 255
+    reference = np.concatenate([session.run(None, {"data": x[i:i + 1].numpy(), **unused})[0]
+                                for i in range(len(x))])
+    with torch.no_grad():
+        ours = sface.net(x).numpy()
+    assert np.abs(ours - reference).max() <= 1e-4
+    assert np.abs(reference).max() > 0.1  # the comparison is not between two zero vectors
+
+
+def test_sface_gradients_reach_the_input(sface, aligned_faces):
+    x = next(iter(aligned_faces.values())).clone().requires_grad_(True)
+    emb = sface.embed(x)
+    (1 - sface.score(emb[0:1], emb[1:2])).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert sface.differentiable
+    assert all(not p.requires_grad for p in sface.parameters())  # frozen
+
+
+def test_sface_scores_the_same_person_higher(sface, aligned_faces):
+    worst_same, best_different = _same_vs_different(sface, aligned_faces)
+    assert worst_same > best_different
+
+
+def test_dlib_scores_the_same_person_higher(aligned_faces):
+    dlib_model = build_recognizer("dlib-resnet")
+    assert not dlib_model.differentiable
+    worst_same, best_different = _same_vs_different(dlib_model, aligned_faces)
+    assert worst_same > best_different
+    emb = dlib_model.embed(aligned_faces[sorted(aligned_faces)[0]])
+    assert emb.shape == (2, 128)
+    # L2 distance: dlib's own documented same-person threshold is 0.6.
+    assert float(-dlib_model.score(emb[0:1], emb[1:2])) < 0.6
+
+
+@pytest.mark.parametrize("name", ["facenet-vggface2", "facenet-casia"])
+def test_facenet_scores_the_same_person_higher(name, aligned_faces):
+    try:
+        model = build_recognizer(name)
+    except WeightsNotFound as exc:
+        pytest.skip(f"{name} weights are not available offline here ({WEIGHTS[name].url}): {str(exc)[:80]}")
+    worst_same, best_different = _same_vs_different(model, aligned_faces)
+    assert worst_same > best_different
+
+
+def test_unknown_recognizer_names_the_choices():
+    with pytest.raises(ValueError, match="sface"):
+        build_recognizer("arcface")
+
+
+def test_inception_features_match_the_reference_network(aligned_faces):
+    import torch.nn.functional as F
+
+    inception = build_inception()
+    faces = torch.cat(list(aligned_faces.values()))[:4]
+    features = inception(faces)
+    assert features[192].shape == (4, 192) and features[2048].shape == (4, 2048)
+    # The scripted network's own forward gives the 2048-d pool features for the same input.
+    scripted = torch.jit.load(weights_path("fid-inception"), map_location="cpu")
+    x = F.interpolate((faces * 255).to(torch.uint8).float(), size=(299, 299), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        reference = scripted((x - 128) / 128)
+    assert torch.allclose(features[2048], reference, atol=1e-4)
+    assert features[192].std() > 0

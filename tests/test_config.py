@@ -1,0 +1,147 @@
+"""ivfg.config: params.yaml is validated once, and a bad value is reported by its key."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivfg.config import (AlignConfig, ConfigError, DownloadConfig, Params, SplitConfig, load_params,
+                         parse_params)
+from tests.helpers import REPO_ROOT
+
+
+def test_repo_params_yaml_loads_and_matches_the_file():
+    path = REPO_ROOT / "params.yaml"
+    params = load_params(path)
+    raw = yaml.safe_load(path.read_text())
+    assert isinstance(params, Params)
+    assert {"download", "align", "split", "triplets"} <= set(raw) <= set(Params.model_fields)
+    for section, values in raw.items():
+        dumped = getattr(params, section).model_dump(mode="json")
+        for key, value in values.items():
+            assert dumped[key] == value, f"{section}.{key}"
+    assert params.align.image_size == 128  # the canonical face frame (DESIGN.md)
+    assert abs(params.split.train + params.split.val + params.split.test - 1.0) < 1e-9
+
+
+def test_empty_params_give_defaults():
+    assert parse_params({}) == Params()
+    assert parse_params(None) == Params()
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"align": {"batch_size": 0}}, "align.batch_size"),
+        ({"align": {"batch_size": "big"}}, "align.batch_size"),
+        ({"align": {"image_size": 16}}, "align.image_size"),
+        ({"align": {"device": "gpu7"}}, "align.device"),
+        ({"align": {"thresholds": [0.6, 0.7, 1.5]}}, "align.thresholds"),
+        ({"align": {"thresholds": [0.6, 0.7]}}, "align.thresholds"),
+        ({"align": {"image_format": "gif"}}, "align.image_format"),
+        ({"align": {"workers": -1}}, "align.workers"),
+        ({"download": {"sha256": "not-a-digest"}}, "download.sha256"),
+        ({"download": {"size": 0}}, "download.size"),
+        ({"split": {"seed": -3}}, "split.seed"),
+        ({"split": {"train": 0.7, "val": 0.1, "test": 0.1}}, "split"),
+        ({"split": {"train": 1.5}}, "split.train"),
+        ({"triplets": {"per_image": 0}}, "triplets.per_image"),
+        ({"triplets": {"seed": "zero"}}, "triplets.seed"),
+        ({"align": "not a mapping"}, "align"),
+    ],
+)
+def test_bad_value_raises_config_error_naming_the_key(raw, key):
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, "params.yaml")
+    message = str(info.value)
+    assert "params.yaml is invalid" in message
+    # The key itself, or one of its elements (align.thresholds.2), starts a line of the message.
+    assert re.search(rf"\n  {re.escape(key)}(\.\w+)?: ", message), message
+
+
+def test_out_of_range_message_says_what_was_given():
+    with pytest.raises(ConfigError, match=r"align\.batch_size: .*greater than or equal to 1.*got 0"):
+        parse_params({"align": {"batch_size": 0}})
+
+
+def test_split_fractions_not_summing_to_one_are_explained():
+    with pytest.raises(ConfigError, match=r"split\.train \+ split\.val \+ split\.test must be 1, got 0\.9"):
+        parse_params({"split": {"train": 0.7, "val": 0.1, "test": 0.1}})
+
+
+def test_every_bad_key_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        parse_params({"align": {"batch_size": 0, "device": "gpu7"}, "triplets": {"per_image": 0}})
+    message = str(info.value)
+    for key in ("align.batch_size", "align.device", "triplets.per_image"):
+        assert key in message
+
+
+def test_unknown_key_in_a_section_lists_the_allowed_keys():
+    with pytest.raises(ConfigError) as info:
+        parse_params({"align": {"bach_size": 8}})
+    message = str(info.value)
+    assert "align.bach_size: unknown key" in message
+    allowed = message.split("allowed here:")[1]
+    for name in AlignConfig.model_fields:
+        assert name in allowed
+
+
+def test_unknown_top_level_section_lists_the_sections():
+    with pytest.raises(ConfigError) as info:
+        parse_params({"trian": {"seed": 1}})
+    message = str(info.value)
+    assert "\n  trian: unknown key (allowed here: " in message
+    allowed = [name.strip() for name in message.split("allowed here:")[1].rstrip(")").split(",")]
+    assert allowed == list(Params.model_fields)
+    assert {"download", "align", "split", "triplets"} <= set(allowed)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_valid_devices_are_accepted(device):
+    assert AlignConfig(device=device).device == device
+
+
+def test_sections_are_frozen():
+    cfg = SplitConfig()
+    with pytest.raises(Exception):
+        cfg.seed = 3  # type: ignore[misc]
+    assert cfg.seed == 0
+
+
+def test_load_params_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="parameters file not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_load_params_invalid_yaml(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("align: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_load_params_not_a_mapping(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- align\n- split\n")
+    with pytest.raises(ConfigError, match="expected a mapping of stage sections, got list"):
+        load_params(path)
+
+
+def test_load_params_reports_the_file_it_read(tmp_path: Path):
+    path = tmp_path / "exp-params.yaml"
+    path.write_text("align:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"exp-params\.yaml is invalid:\n  align\.batch_size"):
+        load_params(path)
+
+
+def test_environment_overrides_local_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("IVFG_LFW_ARCHIVE", raising=False)
+    cfg = DownloadConfig(local_archive=str(tmp_path / "a.tgz"))
+    assert cfg.resolved_local_archive() == (tmp_path / "a.tgz").resolve()
+    monkeypatch.setenv("IVFG_LFW_ARCHIVE", str(tmp_path / "b.tgz"))
+    assert cfg.resolved_local_archive() == (tmp_path / "b.tgz").resolve()
+    monkeypatch.delenv("IVFG_LFW_ARCHIVE")
+    assert DownloadConfig().resolved_local_archive() is None
