@@ -146,19 +146,20 @@ class GanConfig(Section):
         if self.start_resolution > self.resolution:
             raise ValueError(f"pretrain_gan.start_resolution ({self.start_resolution}) exceeds "
                              f"pretrain_gan.resolution ({self.resolution})")
-        needed = [self.start_resolution * 2 ** i
-                  for i in range(int.bit_length(self.resolution // self.start_resolution))]
+        needed = self.resolutions()
         missing = [r for r in needed if r not in self.phases]
-        extra = sorted(r for r in self.phases if r not in needed)
+        stray = sorted(r for r in self.phases if r not in needed and r < self.resolution)
         if missing:
             raise ValueError(f"pretrain_gan.phases is missing resolution(s) {missing}; it needs one entry for each of "
                              f"{needed} (batch, lr, fade_kimg, stable_kimg)")
-        if extra:
-            raise ValueError(f"pretrain_gan.phases has resolution(s) {extra} outside {needed}")
+        if stray:
+            raise ValueError(f"pretrain_gan.phases has resolution(s) {stray} that are not among {needed}")
         return self
 
     def resolutions(self) -> list[int]:
-        return sorted(self.phases)
+        """start_resolution, 2x, ... up to resolution. Phases above `resolution` may be listed (so that
+        one params file serves several presets) and are ignored."""
+        return [self.start_resolution * 2 ** i for i in range(int.bit_length(self.resolution // self.start_resolution))]
 
 
 class Params(Section):

@@ -1,0 +1,82 @@
+"""StyleGAN training speed: images/s of one G+D step (batch 16, after fade-in) per resolution.
+
+Configurations: the paper's size (512 channels), every width divided by 4 (at most 128, style 512),
+and the CPU preset of params.yaml. Reference figures for a widely used public StyleGAN v1
+implementation on this kind of machine (from the issue that asked for this benchmark) are printed
+beside ours with the ratio.
+
+    python benchmarks/gan_speed.py --sizes paper quarter preset --resolutions 8 16 32 64 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ivfg.config import GanConfig, load_params
+from ivfg.device import resolve_device
+from ivfg.gan.training import GanTrainer
+
+REFERENCE = {  # img/s, batch 16, R1 or WGAN-GP, after fade-in
+    "paper": {8: 25, 16: 6.8, 32: 1.5, 64: 0.42},
+    "quarter": {8: 250, 16: 80, 32: 20, 64: 6, 128: 2.6},
+}
+SIZES = {
+    "paper": dict(style_dim=512, channel_base=8192, channel_max=512),
+    "quarter": dict(style_dim=512, channel_base=2048, channel_max=128),
+}
+
+
+def config_for(size: str, resolution: int, loss: str, preset: GanConfig | None) -> GanConfig:
+    widths = SIZES.get(size) or dict(style_dim=preset.style_dim, channel_base=preset.channel_base,
+                                     channel_max=preset.channel_max)
+    extra = {} if preset is None or size != "preset" else dict(
+        mapping_layers=preset.mapping_layers, r1_interval=preset.r1_interval, mixing_prob=preset.mixing_prob)
+    return GanConfig(resolution=resolution, start_resolution=resolution, loss=loss, checkpoint_kimg=1e6,
+                     metrics_kimg=1e6, **widths, **extra,
+                     phases={resolution: dict(batch=16, lr=0.001, fade_kimg=0, stable_kimg=1e3)})
+
+
+def images_per_second(cfg: GanConfig, device: torch.device, steps: int) -> float:
+    images = torch.randint(0, 256, (64, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GanTrainer(cfg, images, Path(tmp), device)
+        trainer.step()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return 16 * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["paper", "quarter", "preset"], choices=["paper", "quarter", "preset"])
+    parser.add_argument("--resolutions", nargs="+", type=int, default=[8, 16, 32, 64])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--loss", default="logistic_r1", choices=["logistic_r1", "wgan_gp"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    preset = load_params(args.params).pretrain_gan if "preset" in args.sizes else None
+    print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, batch 16")
+    print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'reference':>10s} {'ratio':>6s}")
+    for size in args.sizes:
+        for res in args.resolutions:
+            if size == "preset" and res > preset.resolution:
+                continue
+            ours = images_per_second(config_for(size, res, args.loss, preset), device, args.steps)
+            ref = REFERENCE.get(size, {}).get(res)
+            ratio = f"{ours / ref:6.2f}" if ref else "     -"
+            print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Progressive StyleGAN training that resumes exactly where it stopped.
+
+One `torch.Generator` drives every random choice (real batches, mirroring, latents, style mixing), and
+the checkpoint stores its state with the networks, the EMA, both optimisers and the image count, so
+k steps + resume + (N - k) steps gives the same weights as N steps in one go.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from ivfg.config import GanConfig
+from ivfg.fileio import atomic_path
+from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
+from ivfg.gan.networks import Discriminator, Generator
+from ivfg.gan.schedule import Position, Schedule
+
+log = logging.getLogger(__name__)
+# Fields that define the networks and the training randomness: a checkpoint is only resumed under them.
+ARCHITECTURE_KEYS = ("resolution", "start_resolution", "style_dim", "mapping_layers", "mapping_lr_mul",
+                     "channel_base", "channel_max", "loss", "seed")
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written under other architecture parameters."""
+
+
+def architecture(cfg: GanConfig) -> dict:
+    return {k: getattr(cfg, k) for k in ARCHITECTURE_KEYS}
+
+
+def build_networks(cfg: GanConfig) -> tuple[Generator, Discriminator]:
+    g = Generator(cfg.resolution, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mul, cfg.channel_base, cfg.channel_max)
+    d = Discriminator(cfg.resolution, cfg.channel_base, cfg.channel_max)
+    return g, d
+
+
+def autocast_for(cfg: GanConfig, device: torch.device):
+    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if use:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+class GanTrainer:
+    def __init__(self, cfg: GanConfig, images: torch.Tensor, run_dir: Path, device: torch.device,
+                 log_metrics: Callable[[dict, int], None] | None = None,
+                 evaluate: Callable[[Generator, int, float], dict] | None = None,
+                 log_artifact: Callable[[Path], None] | None = None):
+        if images.dtype != torch.uint8 or images.shape[-1] != cfg.resolution:
+            raise ValueError(f"training images must be uint8 at {cfg.resolution}x{cfg.resolution}, "
+                             f"got {images.dtype} {tuple(images.shape)}")
+        self.cfg = cfg
+        self.device = device
+        self.run_dir = Path(run_dir)
+        self.schedule = Schedule(cfg)
+        self.images = images.to(device) if device.type == "cuda" else images
+        self.log_metrics = log_metrics or (lambda metrics, step: None)
+        self.evaluate = evaluate
+        self.log_artifact = log_artifact or (lambda path: None)
+        self.autocast = autocast_for(cfg, device)
+
+        torch.manual_seed(cfg.seed)
+        self.G, self.D = build_networks(cfg)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        for net in (self.G, self.D, self.G_ema):
+            net.to(device)
+            if device.type == "cuda":
+                net.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=cfg.betas, eps=1e-8)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=1e-3, betas=cfg.betas, eps=1e-8)
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        self.grid_z = torch.randn(cfg.grid ** 2, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed + 7))
+        self.shown = 0
+        self.steps = 0
+        self.next_checkpoint = round(cfg.checkpoint_kimg * 1000)
+        self.next_metrics = round(cfg.metrics_kimg * 1000)
+        self.history: list[dict] = []
+        self.train_seconds = 0.0  # wall time over every session of this run, evaluations included
+
+    # ----- checkpoints -------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict:
+        return {"architecture": architecture(self.cfg), "config": self.cfg.model_dump(mode="json"),
+                "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "shown": self.shown, "steps": self.steps, "rng": self.rng.get_state(),
+                "next_checkpoint": self.next_checkpoint, "next_metrics": self.next_metrics,
+                "history": self.history, "train_seconds": self.train_seconds}
+
+    def save_checkpoint(self) -> None:
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def resume(self) -> bool:
+        """Load the run directory's checkpoint if there is one; refuse one from other architecture params."""
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state["architecture"] != architecture(self.cfg):
+            changed = {k: (state["architecture"].get(k), v) for k, v in architecture(self.cfg).items()
+                       if state["architecture"].get(k) != v}
+            raise CheckpointMismatch(
+                f"{self.checkpoint_path} was written with other network parameters {changed} (checkpoint, params). "
+                "Restore those params to resume, or delete the checkpoint to start over on purpose.")
+        for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
+            getattr(self, name).load_state_dict(state[name])
+        self.shown, self.steps = state["shown"], state["steps"]
+        self.rng.set_state(state["rng"])
+        self.next_checkpoint, self.next_metrics = state["next_checkpoint"], state["next_metrics"]
+        self.history = state["history"]
+        self.train_seconds = state["train_seconds"]
+        log.info("resumed from %s at %.1f kimg", self.checkpoint_path, self.shown / 1000)
+        return True
+
+    # ----- one training step --------------------------------------------------------------------------
+    def _reals(self, batch: int, pos: Position) -> torch.Tensor:
+        idx = torch.randint(len(self.images), (batch,), generator=self.rng)
+        flip = torch.rand(batch, generator=self.rng) < 0.5
+        x = self.images[idx.to(self.images.device)].to(self.device).float() / 127.5 - 1
+        if self.cfg.mirror:
+            x = torch.where(flip.to(self.device)[:, None, None, None], x.flip(3), x)
+        factor = self.cfg.resolution // pos.resolution
+        if factor > 1:
+            x = F.avg_pool2d(x, factor)
+        if pos.alpha < 1:  # fade reals in step with the networks (NVlabs' process_reals)
+            x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest"), x, pos.alpha)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def _latents(self, batch: int, pos: Position) -> torch.Tensor:
+        z = torch.randn(batch, self.cfg.style_dim, generator=self.rng).to(self.device)
+        mix = torch.rand((), generator=self.rng) < self.cfg.mixing_prob
+        z2 = torch.randn(batch, self.cfg.style_dim, generator=self.rng).to(self.device)
+        crossover = int(torch.randint(1, 2 * (pos.level + 1), (), generator=self.rng)) if pos.level > 0 else None
+        if mix and crossover is not None:
+            return self.G.ws_from_z(z, z2, crossover)
+        return self.G.ws_from_z(z)
+
+    def step(self) -> dict:
+        pos = self.schedule.at(self.shown)
+        batch, cfg = pos.phase.batch, self.cfg
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = pos.phase.lr
+        stats = {}
+
+        # Discriminator.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        reals = self._reals(batch, pos)
+        with torch.no_grad(), self.autocast():
+            fakes = self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha)
+        regularize = cfg.loss == "logistic_r1" and cfg.r1_gamma > 0 and self.steps % cfg.r1_interval == 0
+        reals.requires_grad_(regularize)
+        with self.autocast():
+            real_logits = self.D(reals, pos.level, pos.alpha).float()
+            fake_logits = self.D(fakes, pos.level, pos.alpha).float()
+        if cfg.loss == "logistic_r1":
+            loss_d = d_logistic(real_logits, fake_logits)
+            if regularize:
+                r1 = gradient_penalty_r1(real_logits, reals).mean()
+                loss_d = loss_d + cfg.r1_gamma / 2 * r1 * cfg.r1_interval
+                stats["r1"] = float(r1.detach())
+        else:
+            gp = wgan_gp_penalty(lambda x: self.D(x, pos.level, pos.alpha).float(), reals, fakes, self.rng).mean()
+            loss_d = fake_logits.mean() - real_logits.mean() + cfg.gp_lambda * gp + 1e-3 * real_logits.pow(2).mean()
+            stats["gp"] = float(gp.detach())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # Generator.
+        self.D.requires_grad_(False)
+        self.G.requires_grad_(True)
+        with self.autocast():
+            fake_logits = self.D(self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha),
+                                 pos.level, pos.alpha).float()
+        loss_g = g_logistic(fake_logits) if cfg.loss == "logistic_r1" else -fake_logits.mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        self._update_ema(batch)
+        self.shown += batch
+        self.steps += 1
+        stats.update(loss_d=float(loss_d.detach()), loss_g=float(loss_g.detach()), resolution=pos.resolution, alpha=pos.alpha)
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self, batch: int) -> None:
+        beta = 0.5 ** (batch / (self.cfg.ema_kimg * 1000))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.lerp_(p, 1 - beta)
+
+    # ----- the loop -----------------------------------------------------------------------------------
+    def train(self, stop_after_steps: int | None = None) -> None:
+        """Train to the end of the schedule (or for `stop_after_steps` more steps), checkpointing as it goes."""
+        session_start = time.perf_counter()
+        bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan")
+        steps = 0
+        window_start, window_images = time.perf_counter(), 0
+        while self.shown < self.schedule.total and (stop_after_steps is None or steps < stop_after_steps):
+            stats = self.step()
+            steps += 1
+            pos = self.schedule.at(self.shown - 1)
+            window_images += pos.phase.batch
+            bar.update(pos.phase.batch)
+            elapsed = time.perf_counter() - window_start
+            if elapsed > 10 or self.shown >= self.schedule.total:
+                stats["images_per_second"] = window_images / elapsed
+                bar.set_postfix(res=stats["resolution"], alpha=f"{stats['alpha']:.2f}",
+                                d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}",
+                                ips=f"{stats['images_per_second']:.1f}")
+                self.log_metrics({f"train/{k}": v for k, v in stats.items()}, self.shown)
+                window_start, window_images = time.perf_counter(), 0
+            if self.shown >= self.next_metrics:
+                self.run_evaluation()
+                self.next_metrics += round(self.cfg.metrics_kimg * 1000)
+            if self.shown >= self.next_checkpoint:
+                self.checkpoint(session_start)
+                self.next_checkpoint += round(self.cfg.checkpoint_kimg * 1000)
+        bar.close()
+        if self.shown >= self.schedule.total and (not self.history or self.history[-1]["kimg"] * 1000 < self.shown):
+            self.run_evaluation()
+        self.checkpoint(session_start)
+
+    def checkpoint(self, session_start: float) -> None:
+        now = time.perf_counter()
+        self.train_seconds += now - session_start
+        self.save_checkpoint()
+        self.train_seconds -= now - session_start  # counted again, in full, at the next checkpoint
+        self.save_grid()
+
+    def save_grid(self) -> Path:
+        pos = self.schedule.at(max(self.shown - 1, 0))
+        with torch.no_grad():
+            images = self.G_ema(self.grid_z.to(self.device), pos.level, pos.alpha).float().cpu()
+        path = self.run_dir / "samples" / f"kimg{self.shown / 1000:08.1f}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_image((images + 1) / 2, tmp, nrow=self.cfg.grid, format="png")
+        self.log_artifact(path)
+        return path
+
+    def run_evaluation(self) -> None:
+        if self.evaluate is None:
+            return
+        pos = self.schedule.at(max(self.shown - 1, 0))
+        start = time.perf_counter()
+        figures = self.evaluate(self.G_ema, pos.level, pos.alpha)
+        figures.update(kimg=self.shown / 1000, alpha=pos.alpha, eval_seconds=time.perf_counter() - start)
+        self.history.append(figures)
+        log.info("at %.1f kimg: %s", self.shown / 1000, json.dumps({k: round(v, 4) for k, v in figures.items()}))
+        self.log_metrics({f"eval/{k}": v for k, v in figures.items()}, self.shown)
+
+    # ----- the stage's product ------------------------------------------------------------------------
+    @torch.no_grad()
+    def mean_w(self, samples: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed + 11)
+        total = torch.zeros(self.cfg.style_dim, dtype=torch.float64)
+        for i in range(0, samples, 1024):
+            z = torch.randn(min(1024, samples - i), self.cfg.style_dim, generator=g).to(self.device)
+            total += self.G_ema.mapping(z).double().sum(0).cpu()
+        return (total / samples).float()
+
+    def export(self, path: Path) -> None:
+        """The EMA generator with its mapping network, the mean latent w-bar, and how to rebuild it."""
+        self.G_ema.w_avg.copy_(self.mean_w(self.cfg.w_avg_samples).to(self.device))
+        state = {"architecture": architecture(self.cfg), "truncation_psi": self.cfg.truncation_psi,
+                 "state_dict": {k: v.cpu() for k, v in self.G_ema.state_dict().items()},
+                 "w_avg": self.G_ema.w_avg.cpu(), "kimg": self.shown / 1000,
+                 "config_sha256": hashlib.sha256(json.dumps(self.cfg.model_dump(mode="json"), sort_keys=True)
+                                                 .encode()).hexdigest()}
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Generator:
+    """Rebuild the exported EMA generator (its `w_avg` buffer holds w-bar)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    arch = state["architecture"]
+    g = Generator(arch["resolution"], arch["style_dim"], arch["mapping_layers"], arch["mapping_lr_mul"],
+                  arch["channel_base"], arch["channel_max"])
+    g.load_state_dict(state["state_dict"])
+    return g.eval().requires_grad_(False).to(device)

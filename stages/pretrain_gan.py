@@ -1,0 +1,77 @@
+"""DVC stage `pretrain_gan`: progressive StyleGAN v1 (no noise) on the training identities; resumes."""
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from ivfg.cli import run_main
+from ivfg.config import ConfigError, load_params
+from ivfg.device import resolve_device
+from ivfg.fileio import atomic_path
+from ivfg.gan.data import load_training_images
+from ivfg.gan.metrics import GanEvaluator
+from ivfg.gan.training import GanTrainer
+from ivfg.models.registry import build_inception, build_recognizer
+from ivfg.tracking import stage_run, write_metrics
+
+
+def eer_threshold(baseline_json: Path, recognizer: str) -> float:
+    if not baseline_json.is_file():
+        raise FileNotFoundError(f"{baseline_json} is missing: run the baseline stage first (dvc repro baseline)")
+    results = json.loads(baseline_json.read_text())
+    if recognizer not in results:
+        raise ValueError(f"{baseline_json} has no results for '{recognizer}' (models.eval_recognizer); "
+                         "add it to baseline.recognizers and rerun the baseline stage")
+    return float(results[recognizer]["test_split"]["eer_threshold"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--aligned", type=Path, default=Path("data/aligned"))
+    parser.add_argument("--split", type=Path, default=Path("data/split.csv"))
+    parser.add_argument("--baseline", type=Path, default=Path("metrics/baseline.json"))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/pretrain_gan"))
+    parser.add_argument("--out", type=Path, default=Path("models/generator.pt"))
+    parser.add_argument("--metrics", default="metrics/pretrain_gan.json")
+    parser.add_argument("--plots", type=Path, default=Path("plots/pretrain_gan.csv"))
+    parser.add_argument("--stop-after-steps", type=int, help="stop (with a checkpoint) after this many steps")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    cfg = params.pretrain_gan
+    if cfg is None:
+        raise ConfigError(f"{args.params} has no pretrain_gan section")
+    device = resolve_device(cfg.device)
+    threshold = eer_threshold(args.baseline, params.models.eval_recognizer)
+    images = load_training_images(args.aligned, args.split, cfg.resolution)
+    evaluator = GanEvaluator(images, build_inception(device, params.models.weights),
+                             build_recognizer(params.models.eval_recognizer, device, params.models.weights),
+                             threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed)
+    start = time.perf_counter()
+    with stage_run("pretrain_gan") as run:
+        run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,
+                        "train_images": len(images), "device": str(device)})
+        trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
+                             log_artifact=lambda path: run.log_artifact(path, "samples"))
+        trainer.resume()
+        trainer.train(stop_after_steps=args.stop_after_steps)
+        if trainer.shown < trainer.schedule.total:
+            print(f"stopped at {trainer.shown / 1000:.1f} of {trainer.schedule.total / 1000:.1f} kimg; "
+                  "rerun to resume")
+            return
+        trainer.export(args.out)
+        run.log_artifact(args.out)
+    final = trainer.history[-1] if trainer.history else {}
+    write_metrics(args.metrics, {**final, "train_images": len(images), "session_seconds": time.perf_counter() - start,
+                                 "kimg": trainer.shown / 1000})
+    args.plots.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:
+        keys = ["kimg", "resolution", "alpha", "fid192", "fid2048", "identity_diversity", "real_identity_diversity"]
+        writer = csv.DictWriter(handle, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(trainer.history)
+
+
+if __name__ == "__main__":
+    run_main("pretrain_gan", main)

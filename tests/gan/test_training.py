@@ -1,0 +1,88 @@
+"""Training loop: exact resume, refusal of foreign checkpoints, the exported generator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ivfg.config import GanConfig
+from ivfg.gan.training import CheckpointMismatch, GanTrainer, load_generator
+
+
+def tiny(**overrides) -> GanConfig:
+    raw = dict(resolution=16, start_resolution=8, style_dim=16, mapping_layers=2, channel_base=128, channel_max=16,
+               grid=2, checkpoint_kimg=0.016, metrics_kimg=1000, w_avg_samples=256,
+               phases={8: dict(batch=4, lr=0.002, fade_kimg=0, stable_kimg=0.012),
+                       16: dict(batch=4, lr=0.002, fade_kimg=0.012, stable_kimg=0.012)})
+    raw.update(overrides)
+    return GanConfig(**raw)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(20, 3, 16, 16, generator=g) * 255).to(torch.uint8)
+
+
+def run(cfg: GanConfig, images: torch.Tensor, run_dir: Path, steps: int | None = None) -> GanTrainer:
+    trainer = GanTrainer(cfg, images, run_dir, torch.device("cpu"))
+    trainer.resume()
+    trainer.train(stop_after_steps=steps)
+    return trainer
+
+
+@pytest.mark.parametrize("loss", ["logistic_r1", "wgan_gp"])
+def test_stop_and_resume_gives_identical_weights(images, tmp_path, loss):
+    cfg = tiny(loss=loss)
+    straight = run(cfg, images, tmp_path / "a")
+    assert straight.shown == 36 and straight.steps == 9
+    first = run(cfg, images, tmp_path / "b", steps=4)  # stops inside the 16x16 fade-in
+    assert first.shown == 16 and first.schedule.at(first.shown).alpha < 1
+    resumed = run(cfg, images, tmp_path / "b")
+    assert resumed.steps == 9
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert straight.opt_g.state_dict()["state"][0]["exp_avg"].equal(resumed.opt_g.state_dict()["state"][0]["exp_avg"])
+
+
+def test_training_changes_the_networks_and_writes_sample_grids(images, tmp_path):
+    cfg = tiny()
+    trainer = GanTrainer(cfg, images, tmp_path, torch.device("cpu"))
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.G.state_dict().items())
+    grids = sorted((tmp_path / "samples").glob("*.png"))
+    assert grids and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_rerun_after_the_end_does_not_train_again(images, tmp_path):
+    cfg = tiny()
+    run(cfg, images, tmp_path)
+    again = run(cfg, images, tmp_path)
+    assert again.steps == 9
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(images, tmp_path):
+    run(tiny(), images, tmp_path, steps=2)
+    trainer = GanTrainer(tiny(channel_max=8), images, tmp_path, torch.device("cpu"))
+    with pytest.raises(CheckpointMismatch, match="channel_max"):
+        trainer.resume()
+
+
+def test_exported_generator_rebuilds_with_its_mean_latent(images, tmp_path):
+    trainer = run(tiny(), images, tmp_path)
+    trainer.export(tmp_path / "generator.pt")
+    g = load_generator(tmp_path / "generator.pt")
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.allclose(g(z), trainer.G_ema(z), atol=1e-6)
+        expected = trainer.G_ema.mapping(torch.randn(256, 16, generator=torch.Generator().manual_seed(11))).mean(0)
+    assert torch.allclose(g.w_avg, expected, atol=1e-5)
+    assert g.w_avg.abs().sum() > 0
+
+
+def test_images_of_the_wrong_size_are_refused(images, tmp_path):
+    with pytest.raises(ValueError, match="uint8 at 16x16"):
+        GanTrainer(tiny(), images[:, :, :8, :8], tmp_path, torch.device("cpu"))
