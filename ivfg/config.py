@@ -135,7 +135,7 @@ class GanConfig(Section):
     grid: int = Field(8, ge=1, le=32)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
-    amp: Literal["auto", "off", "bf16"] = "auto"   # auto: bf16 autocast on CUDA, none on CPU
+    amp: Literal["auto", "off", "bf16"] = "auto"   # auto: bf16 autocast where the device runs bf16 natively
 
     @model_validator(mode="after")
     def _schedule(self) -> "GanConfig":

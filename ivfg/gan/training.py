@@ -46,8 +46,16 @@ def build_networks(cfg: GanConfig) -> tuple[Generator, Discriminator]:
     return g, d
 
 
+def bf16_is_native(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # CPUs with AVX512-BF16 or AMX run bf16 convolutions ~2.5x faster than fp32; others emulate it slowly.
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def autocast_for(cfg: GanConfig, device: torch.device):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    """bf16 autocast for the networks' forward passes (weights, optimiser and losses stay fp32)."""
+    use = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_is_native(device))
     if use:
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -163,7 +171,7 @@ class GanTrainer:
         self.D.requires_grad_(True)
         reals = self._reals(batch, pos)
         with torch.no_grad(), self.autocast():
-            fakes = self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha)
+            fakes = self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha).to(reals.dtype)
         regularize = cfg.loss == "logistic_r1" and cfg.r1_gamma > 0 and self.steps % cfg.r1_interval == 0
         reals.requires_grad_(regularize)
         with self.autocast():
