@@ -1,5 +1,6 @@
 """DVC stage `pretrain_gan`: progressive StyleGAN v1 (no noise) on the training identities; resumes."""
 import argparse
+import contextlib
 import csv
 import json
 import time
@@ -7,13 +8,13 @@ from pathlib import Path
 
 from ivfg.cli import run_main
 from ivfg.config import ConfigError, load_params
-from ivfg.device import resolve_device
 from ivfg.fileio import atomic_path
 from ivfg.gan.data import load_training_images
+from ivfg.gan.distributed import init_from_env
 from ivfg.gan.metrics import GanEvaluator
 from ivfg.gan.training import GanTrainer
 from ivfg.models.registry import build_inception, build_recognizer
-from ivfg.tracking import stage_run, write_metrics
+from ivfg.tracking import StageRun, stage_run, write_metrics
 
 
 def eer_threshold(baseline_json: Path, recognizer: str) -> float:
@@ -42,28 +43,34 @@ def main() -> None:
     cfg = params.pretrain_gan
     if cfg is None:
         raise ConfigError(f"{args.params} has no pretrain_gan section")
-    device = resolve_device(cfg.device)
+    # Under `torchrun --nproc_per_node N stages/pretrain_gan.py` each process trains on its own device;
+    # process 0 alone evaluates, writes and logs.
+    ranks, device = init_from_env(cfg.device)
     threshold = eer_threshold(args.baseline, params.models.eval_recognizer)
     images = load_training_images(args.aligned, args.split, cfg.resolution)
-    evaluator = GanEvaluator(images, build_inception(device, params.models.weights),
-                             build_recognizer(params.models.eval_recognizer, device, params.models.weights),
-                             threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed)
+    evaluator = None
+    if ranks.main:
+        evaluator = GanEvaluator(images, build_inception(device, params.models.weights),
+                                 build_recognizer(params.models.eval_recognizer, device, params.models.weights),
+                                 threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed)
     start = time.perf_counter()
-    with stage_run("pretrain_gan") as run:
+    with stage_run("pretrain_gan") if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
         run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,
-                        "train_images": len(images), "device": str(device)})
+                        "train_images": len(images), "device": str(device), "processes": ranks.world})
         trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
-                             log_artifact=lambda path: run.log_artifact(path, "samples"))
+                             log_artifact=lambda path: run.log_artifact(path, "samples"), ranks=ranks)
         trainer.resume()
         trainer.train(stop_after_steps=args.stop_after_steps)
         if trainer.shown < trainer.schedule.total:
             print(f"stopped at {trainer.shown / 1000:.1f} of {trainer.schedule.total / 1000:.1f} kimg; "
                   "rerun to resume")
             return
+        if not ranks.main:
+            return
         trainer.export(args.out)
         run.log_artifact(args.out)
     final = trainer.history[-1] if trainer.history else {}
-    write_metrics(args.metrics, {**final, "train_images": len(images), "session_seconds": time.perf_counter() - start,
+    write_metrics(args.metrics, {**final, "train_images": len(images), "train_seconds": trainer.train_seconds, "session_seconds": time.perf_counter() - start,
                                  "kimg": trainer.shown / 1000})
     args.plots.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:

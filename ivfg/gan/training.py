@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ivfg.config import GanConfig
 from ivfg.fileio import atomic_path
+from ivfg.gan.distributed import Ranks, average_gradients
 from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
 from ivfg.gan.networks import Discriminator, Generator
 from ivfg.gan.schedule import Position, Schedule
@@ -65,7 +66,7 @@ class GanTrainer:
     def __init__(self, cfg: GanConfig, images: torch.Tensor, run_dir: Path, device: torch.device,
                  log_metrics: Callable[[dict, int], None] | None = None,
                  evaluate: Callable[[Generator, int, float], dict] | None = None,
-                 log_artifact: Callable[[Path], None] | None = None):
+                 log_artifact: Callable[[Path], None] | None = None, ranks: Ranks = Ranks()):
         if images.dtype != torch.uint8 or images.shape[-1] != cfg.resolution:
             raise ValueError(f"training images must be uint8 at {cfg.resolution}x{cfg.resolution}, "
                              f"got {images.dtype} {tuple(images.shape)}")
@@ -78,8 +79,13 @@ class GanTrainer:
         self.evaluate = evaluate
         self.log_artifact = log_artifact or (lambda path: None)
         self.autocast = autocast_for(cfg, device)
+        self.ranks = ranks
+        for res in cfg.resolutions():
+            if cfg.phases[res].batch % ranks.world:
+                raise ValueError(f"pretrain_gan.phases.{res}.batch ({cfg.phases[res].batch}) must be divisible by "
+                                 f"the number of processes ({ranks.world})")
 
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # identical initial weights in every process
         self.G, self.D = build_networks(cfg)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         for net in (self.G, self.D, self.G_ema):
@@ -88,7 +94,8 @@ class GanTrainer:
                 net.to(memory_format=torch.channels_last)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=cfg.betas, eps=1e-8)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=1e-3, betas=cfg.betas, eps=1e-8)
-        self.rng = torch.Generator().manual_seed(cfg.seed)
+        # Each process draws its own share of the batch; process 0 alone draws what a single one would.
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1_000_003 * ranks.rank)
         self.grid_z = torch.randn(cfg.grid ** 2, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed + 7))
         self.shown = 0
         self.steps = 0
@@ -96,6 +103,7 @@ class GanTrainer:
         self.next_metrics = round(cfg.metrics_kimg * 1000)
         self.history: list[dict] = []
         self.train_seconds = 0.0  # wall time over every session of this run, evaluations included
+        self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
 
     # ----- checkpoints -------------------------------------------------------------------------------
     @property
@@ -106,13 +114,16 @@ class GanTrainer:
         return {"architecture": architecture(self.cfg), "config": self.cfg.model_dump(mode="json"),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "shown": self.shown, "steps": self.steps, "rng": self.rng.get_state(),
+                "shown": self.shown, "steps": self.steps, "rng": self.ranks.gather(self.rng.get_state()),
                 "next_checkpoint": self.next_checkpoint, "next_metrics": self.next_metrics,
-                "history": self.history, "train_seconds": self.train_seconds}
+                "history": self.history, "train_seconds": self.train_seconds, "evaluated_at": self.evaluated_at}
 
     def save_checkpoint(self) -> None:
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        state = self.state_dict()  # every process takes part: it gathers their RNG states
+        if self.ranks.main:
+            with atomic_path(self.checkpoint_path) as tmp:
+                torch.save(state, tmp)
+        self.ranks.barrier()
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint if there is one; refuse one from other architecture params."""
@@ -128,10 +139,16 @@ class GanTrainer:
         for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
             getattr(self, name).load_state_dict(state[name])
         self.shown, self.steps = state["shown"], state["steps"]
-        self.rng.set_state(state["rng"])
+        if isinstance(state["rng"], torch.Tensor):  # written by a single-process run of an earlier version
+            state["rng"] = [state["rng"]]
+        if len(state["rng"]) != self.ranks.world:
+            raise CheckpointMismatch(f"{self.checkpoint_path} was written by {len(state['rng'])} process(es); "
+                                     f"resume it with as many (now {self.ranks.world}) to continue exactly")
+        self.rng.set_state(state["rng"][self.ranks.rank])
         self.next_checkpoint, self.next_metrics = state["next_checkpoint"], state["next_metrics"]
         self.history = state["history"]
         self.train_seconds = state["train_seconds"]
+        self.evaluated_at = state.get("evaluated_at", round(self.history[-1]["kimg"] * 1000) if self.history else -1)
         log.info("resumed from %s at %.1f kimg", self.checkpoint_path, self.shown / 1000)
         return True
 
@@ -160,7 +177,7 @@ class GanTrainer:
 
     def step(self) -> dict:
         pos = self.schedule.at(self.shown)
-        batch, cfg = pos.phase.batch, self.cfg
+        batch, cfg = pos.phase.batch // self.ranks.world, self.cfg
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = pos.phase.lr
@@ -189,6 +206,7 @@ class GanTrainer:
             stats["gp"] = float(gp.detach())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        average_gradients(self.D.parameters(), self.ranks.world)
         self.opt_d.step()
 
         # Generator.
@@ -200,10 +218,11 @@ class GanTrainer:
         loss_g = g_logistic(fake_logits) if cfg.loss == "logistic_r1" else -fake_logits.mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        average_gradients(self.G.parameters(), self.ranks.world)
         self.opt_g.step()
 
-        self._update_ema(batch)
-        self.shown += batch
+        self._update_ema(pos.phase.batch)
+        self.shown += pos.phase.batch
         self.steps += 1
         stats.update(loss_d=float(loss_d.detach()), loss_g=float(loss_g.detach()), resolution=pos.resolution, alpha=pos.alpha)
         return stats
@@ -218,7 +237,8 @@ class GanTrainer:
     def train(self, stop_after_steps: int | None = None) -> None:
         """Train to the end of the schedule (or for `stop_after_steps` more steps), checkpointing as it goes."""
         session_start = time.perf_counter()
-        bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan")
+        bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan",
+                   disable=not self.ranks.main)
         steps = 0
         window_start, window_images = time.perf_counter(), 0
         while self.shown < self.schedule.total and (stop_after_steps is None or steps < stop_after_steps):
@@ -242,7 +262,7 @@ class GanTrainer:
                 self.checkpoint(session_start)
                 self.next_checkpoint += round(self.cfg.checkpoint_kimg * 1000)
         bar.close()
-        if self.shown >= self.schedule.total and (not self.history or self.history[-1]["kimg"] * 1000 < self.shown):
+        if self.shown >= self.schedule.total and self.evaluated_at != self.shown:
             self.run_evaluation()
         self.checkpoint(session_start)
 
@@ -253,7 +273,9 @@ class GanTrainer:
         self.train_seconds -= now - session_start  # counted again, in full, at the next checkpoint
         self.save_grid()
 
-    def save_grid(self) -> Path:
+    def save_grid(self) -> Path | None:
+        if not self.ranks.main:
+            return None
         pos = self.schedule.at(max(self.shown - 1, 0))
         with torch.no_grad():
             images = self.G_ema(self.grid_z.to(self.device), pos.level, pos.alpha).float().cpu()
@@ -265,7 +287,9 @@ class GanTrainer:
         return path
 
     def run_evaluation(self) -> None:
-        if self.evaluate is None:
+        self.evaluated_at = self.shown
+        if self.evaluate is None or not self.ranks.main:
+            self.ranks.barrier()
             return
         pos = self.schedule.at(max(self.shown - 1, 0))
         start = time.perf_counter()
@@ -274,6 +298,7 @@ class GanTrainer:
         self.history.append(figures)
         log.info("at %.1f kimg: %s", self.shown / 1000, json.dumps({k: round(v, 4) for k, v in figures.items()}))
         self.log_metrics({f"eval/{k}": v for k, v in figures.items()}, self.shown)
+        self.ranks.barrier()
 
     # ----- the stage's product ------------------------------------------------------------------------
     @torch.no_grad()
