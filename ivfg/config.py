@@ -131,11 +131,12 @@ class GanConfig(Section):
     checkpoint_kimg: float = Field(10.0, gt=0)
     metrics_kimg: float = Field(20.0, gt=0)
     fid_samples: int = Field(2000, ge=2)
+    fid_dims: list[Literal[192, 2048]] = Field(default_factory=lambda: [192, 2048], min_length=1)
     diversity_pairs: int = Field(500, ge=1)
     grid: int = Field(8, ge=1, le=32)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
-    amp: Literal["auto", "off", "bf16"] = "auto"   # auto: bf16 autocast where the device runs bf16 natively
+    amp: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the device runs bf16 natively
 
     @model_validator(mode="after")
     def _schedule(self) -> "GanConfig":

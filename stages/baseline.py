@@ -34,9 +34,11 @@ def main() -> None:
             results[name] = evaluate_recognizer(recognizer, aligned, index_rows, split_rows, Path(args.pairs),
                                                 cfg.batch_size, device, cfg.seed)
             run.log_metrics({name: results[name]})
-            print(f"{name}: LFW acc {results[name]['lfw_pairs']['accuracy']:.4f} "
-                  f"± {results[name]['lfw_pairs']['accuracy_std']:.4f}, AUC {results[name]['lfw_pairs']['auc']:.4f}, "
-                  f"EER {results[name]['lfw_pairs']['eer']:.4f}; test split EER {results[name]['test_split']['eer']:.4f}")
+            lfw, test = results[name]["lfw_pairs"], results[name]["test_split"]
+            print(f"{name}: LFW pairs.txt acc {lfw.get('accuracy', float('nan')):.4f} "
+                  f"± {lfw.get('accuracy_std', float('nan')):.4f}, AUC {lfw.get('auc', float('nan')):.4f}, "
+                  f"EER {lfw.get('eer', float('nan')):.4f} ({lfw['pairs']} pairs); "
+                  f"test split EER {test.get('eer', float('nan')):.4f} ({test['pairs']} pairs)")
     write_metrics(args.metrics, results)
 
 

@@ -24,7 +24,11 @@ def eer_threshold(baseline_json: Path, recognizer: str) -> float:
     if recognizer not in results:
         raise ValueError(f"{baseline_json} has no results for '{recognizer}' (models.eval_recognizer); "
                          "add it to baseline.recognizers and rerun the baseline stage")
-    return float(results[recognizer]["test_split"]["eer_threshold"])
+    test = results[recognizer]["test_split"]
+    if "eer_threshold" not in test:
+        raise ValueError(f"{baseline_json}: the test split gave no EER threshold for '{recognizer}' "
+                         f"({test['pairs']} pairs, {test['genuine']} genuine): it needs genuine and impostor pairs")
+    return float(test["eer_threshold"])
 
 
 def main() -> None:
@@ -52,7 +56,8 @@ def main() -> None:
     if ranks.main:
         evaluator = GanEvaluator(images, build_inception(device, params.models.weights),
                                  build_recognizer(params.models.eval_recognizer, device, params.models.weights),
-                                 threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed)
+                                 threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed,
+                                 fid_dims=tuple(cfg.fid_dims))
     start = time.perf_counter()
     with stage_run("pretrain_gan") if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
         run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,

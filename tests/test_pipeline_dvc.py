@@ -65,15 +65,15 @@ def mlflow_runs(uri: str) -> list:
     return [] if experiment is None else client.search_runs([experiment.experiment_id], max_results=1000)
 
 
-@pytest.fixture(scope="module")
-def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def make_project(root: Path, lfw_subset: LfwSubset, stages: tuple[str, ...]) -> dict[str, str]:
+    """A fresh git + DVC project in `root` with the given stages of this repo's pipeline; its env."""
     if not (VENV_BIN / "dvc").is_file():
         pytest.skip(f"dvc is not installed beside {sys.executable}")
-    root = tmp_path_factory.mktemp("pipeline") / "project"
-    root.mkdir()
+    root.mkdir(parents=True)
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in DATA_STAGES}
-    assert set(pipeline["stages"]) == set(DATA_STAGES)
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
+    pipeline.pop("plots", None)
+    assert set(pipeline["stages"]) == set(stages)
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["align"]["workers"] = 0
@@ -81,6 +81,7 @@ def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory) -> 
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO_ROOT / "stages", root / "stages", ignore=ignore)
     shutil.copytree(REPO_ROOT / "ivfg", root / "ivfg", ignore=ignore)  # the stages' code dependencies
+    shutil.copytree(REPO_ROOT / "presets", root / "presets")
     (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n__pycache__/\n")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_", "IVFG_"))}
@@ -101,7 +102,13 @@ def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory) -> 
     dvc("init", "-q", project=root, env=env)
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-q", "-m", "pipeline"], root, env)
-    return root, env
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("pipeline") / "project"
+    return root, make_project(root, lfw_subset, DATA_STAGES)
 
 
 @pytest.fixture(scope="module")

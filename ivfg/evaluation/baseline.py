@@ -42,6 +42,8 @@ def embed_images(recognizer: Recognizer, paths: dict[str, Path], batch_size: int
 
 def score_pairs(recognizer: Recognizer, pairs: Iterable[Pair], emb: dict[str, torch.Tensor]) -> np.ndarray:
     pairs = list(pairs)
+    if not pairs:
+        return np.zeros(0)
     a = torch.stack([emb[p.a] for p in pairs])
     b = torch.stack([emb[p.b] for p in pairs])
     return recognizer.score(a, b).numpy()
@@ -58,7 +60,7 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
     for r in split_rows:
         if r["split"] == "test":
             test_by_identity[r["identity"]].append(image_key(r["image"]))
-    test = split_pairs(test_by_identity, seed)
+    test = split_pairs(test_by_identity, seed) if len(test_by_identity) >= 2 else []
     needed = {k for p in usable + test for k in (p.a, p.b)}
     emb, seconds_per_image = embed_images(recognizer, {k: available[k] for k in needed}, batch_size, device)
 

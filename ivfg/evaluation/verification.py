@@ -102,8 +102,12 @@ def kfold_accuracy(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) ->
 
 
 def verification_metrics(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray | None = None) -> dict:
+    """AUC, EER and its threshold (and k-fold accuracy given folds). Pairs of only one kind (e.g. a
+    tiny subset of LFW) leave these undefined: then only the counts are returned."""
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
+    if labels.all() or not labels.any():
+        return {"pairs": int(len(labels)), "genuine": int(labels.sum())}
     rate, threshold = eer(labels, scores)
     metrics = {"pairs": int(len(labels)), "genuine": int(labels.sum()), "auc": float(roc_auc_score(labels, scores)),
                "eer": rate, "eer_threshold": threshold}

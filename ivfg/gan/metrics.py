@@ -50,7 +50,8 @@ def shrink(images01: torch.Tensor, resolution: int) -> torch.Tensor:
 
 class GanEvaluator:
     def __init__(self, reals: torch.Tensor, inception: InceptionFeatures, recognizer: Recognizer, threshold: float,
-                 fid_samples: int, diversity_pairs: int, device: torch.device, seed: int = 0, batch: int = 64):
+                 fid_samples: int, diversity_pairs: int, device: torch.device, seed: int = 0, batch: int = 64,
+                 fid_dims: tuple[int, ...] = (192, 2048)):
         self.reals = reals  # uint8 (N, 3, R, R)
         self.inception = inception
         self.recognizer = recognizer
@@ -60,12 +61,13 @@ class GanEvaluator:
         self.device = device
         self.seed = seed
         self.batch = batch
+        self.fid_dims = tuple(fid_dims)
         self._real_cache: dict[int, dict] = {}
 
     def _features(self, images01: torch.Tensor) -> dict[int, torch.Tensor]:
-        out: dict[int, list[torch.Tensor]] = {192: [], 2048: []}
+        out: dict[int, list[torch.Tensor]] = {d: [] for d in self.fid_dims}
         for i in range(0, len(images01), self.batch):
-            feats = self.inception(images01[i:i + self.batch].to(self.device))
+            feats = self.inception(images01[i:i + self.batch].to(self.device), self.fid_dims)
             for k in out:
                 out[k].append(feats[k].cpu())
         return {k: torch.cat(v) for k, v in out.items()}
@@ -111,6 +113,6 @@ class GanEvaluator:
         fid = {k: frechet_distance(*gaussian(feats[k]), *real["stats"][k]) for k in feats}
         pairs = self.generate(generator, 2 * self.pairs, level, alpha, self.seed + 2)
         emb = self._embed(pairs)
-        return {"fid192": fid[192], "fid2048": fid[2048],
+        return {**{f"fid{d}": fid[d] for d in self.fid_dims},
                 "identity_diversity": self._different_share(emb[: self.pairs], emb[self.pairs:]),
                 "real_identity_diversity": real["diversity"], "resolution": resolution}

@@ -1,0 +1,64 @@
+"""Generator pretraining through DVC with the tiny preset, as a user runs it: `dvc exp run` with the
+preset's arguments, then an interrupted run that the next `dvc repro` resumes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.helpers import REPO_ROOT, LfwSubset
+from tests.test_pipeline_dvc import dvc, make_project, read_csv, run
+
+pytestmark = pytest.mark.slow
+STAGES = ("download", "align", "split", "baseline", "pretrain_gan")
+
+
+def preset_args(name: str) -> list[str]:
+    return (REPO_ROOT / "presets" / f"pretrain_gan-{name}.args").read_text().split()
+
+
+@pytest.fixture(scope="module")
+def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("gan") / "project"
+    env = make_project(root, lfw_subset, STAGES)
+    # The subset's 37 faces: evaluate with one cheap recognizer (dlib is also the evaluator).
+    output = dvc("exp", "run", *preset_args("tiny"), "-S", "baseline.recognizers=[dlib-resnet]",
+                 "-S", "pretrain_gan.amp=fp32", project=root, env=env)
+    return root, env, output
+
+
+def test_tiny_preset_trains_to_the_end_and_exports_the_generator(project):
+    from ivfg.gan.training import load_generator
+
+    root, _, output = project
+    assert "Running stage 'pretrain_gan'" in output, output
+    g = load_generator(root / "models" / "generator.pt")
+    assert g.resolution == 16 and g.w_avg.abs().sum() > 0
+    with torch.no_grad():
+        assert g(torch.randn(2, 32)).shape == (2, 3, 16, 16)
+    metrics = json.loads((root / "metrics" / "pretrain_gan.json").read_text())
+    assert metrics["kimg"] == pytest.approx(0.504, abs=0.01)
+    assert 0 <= metrics["identity_diversity"] <= 1 and metrics["fid192"] > 0
+    curve = read_csv(root / "plots" / "pretrain_gan.csv")
+    assert [float(r["kimg"]) for r in curve] == sorted(float(r["kimg"]) for r in curve) and len(curve) >= 2
+    assert list((root / "runs" / "pretrain_gan" / "samples").glob("*.png"))
+
+
+def test_interrupted_training_resumes_under_dvc_repro(project):
+    root, env, _ = project
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("seed: 0\n  device", "seed: 1\n  device"))
+    assert "seed: 1\n  device" in (root / "params.yaml").read_text()
+    checkpoint = root / "runs" / "pretrain_gan" / "checkpoint.pt"
+    checkpoint.unlink()  # another seed is another run: start it on purpose
+    # An interruption: the stage stops after 10 steps, leaving its checkpoint (DVC keeps the folder).
+    stopped = run([sys.executable, "stages/pretrain_gan.py", "--stop-after-steps", "10"], root, env)
+    assert "stopped at 0.1 of 0.5 kimg" in stopped
+    shown = torch.load(checkpoint, weights_only=False)["shown"]
+    assert shown == 80
+    output = dvc("repro", "pretrain_gan", project=root, env=env)
+    assert "resumed from runs/pretrain_gan/checkpoint.pt at 0.1 kimg" in output, output
+    assert torch.load(checkpoint, weights_only=False)["shown"] == 504
