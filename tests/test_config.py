@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 import yaml
 
 from ivfg.config import (AlignConfig, ConfigError, DownloadConfig, Params, SplitConfig, load_params,
@@ -106,7 +107,7 @@ def test_valid_devices_are_accepted(device):
 
 def test_sections_are_frozen():
     cfg = SplitConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.seed = 3  # type: ignore[misc]
     assert cfg.seed == 0
 

@@ -3,7 +3,6 @@ preset's arguments, then an interrupted run that the next `dvc repro` resumes.""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
