@@ -30,12 +30,12 @@ SIZES = {
 }
 
 
-def config_for(size: str, resolution: int, loss: str, preset: GanConfig | None) -> GanConfig:
+def config_for(size: str, resolution: int, loss: str, preset: GanConfig | None, amp: str = "auto") -> GanConfig:
     widths = SIZES.get(size) or dict(style_dim=preset.style_dim, channel_base=preset.channel_base,
                                      channel_max=preset.channel_max)
     extra = {} if preset is None or size != "preset" else dict(
         mapping_layers=preset.mapping_layers, r1_interval=preset.r1_interval, mixing_prob=preset.mixing_prob)
-    return GanConfig(resolution=resolution, start_resolution=resolution, loss=loss, checkpoint_kimg=1e6,
+    return GanConfig(resolution=resolution, start_resolution=resolution, loss=loss, amp=amp, checkpoint_kimg=1e6,
                      metrics_kimg=1e6, **widths, **extra,
                      phases={resolution: dict(batch=16, lr=0.001, fade_kimg=0, stable_kimg=1e3)})
 
@@ -62,17 +62,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--loss", default="logistic_r1", choices=["logistic_r1", "wgan_gp"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     device = resolve_device(args.device)
     preset = load_params(args.params).pretrain_gan if "preset" in args.sizes else None
-    print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, batch 16")
+    print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, amp {args.amp}, batch 16")
     print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'reference':>10s} {'ratio':>6s}")
     for size in args.sizes:
         for res in args.resolutions:
             if size == "preset" and res > preset.resolution:
                 continue
-            ours = images_per_second(config_for(size, res, args.loss, preset), device, args.steps)
+            ours = images_per_second(config_for(size, res, args.loss, preset, args.amp), device, args.steps)
             ref = REFERENCE.get(size, {}).get(res)
             ratio = f"{ours / ref:6.2f}" if ref else "     -"
             print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio}", flush=True)
