@@ -75,7 +75,7 @@ def main() -> None:
         trainer.export(args.out)
         run.log_artifact(args.out)
     final = trainer.history[-1] if trainer.history else {}
-    write_metrics(args.metrics, {**final, "train_images": len(images), "train_seconds": trainer.train_seconds, "session_seconds": time.perf_counter() - start,
+    write_metrics(args.metrics, {**final, "train_images": len(images), "train_seconds": trainer.total_seconds(), "session_seconds": time.perf_counter() - start,
                                  "kimg": trainer.shown / 1000})
     args.plots.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:

@@ -102,7 +102,8 @@ class GanTrainer:
         self.next_checkpoint = round(cfg.checkpoint_kimg * 1000)
         self.next_metrics = round(cfg.metrics_kimg * 1000)
         self.history: list[dict] = []
-        self.train_seconds = 0.0  # wall time over every session of this run, evaluations included
+        self.train_seconds = 0.0  # wall time of earlier sessions, up to their last checkpoint
+        self.session_start: float | None = None
         self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
 
     # ----- checkpoints -------------------------------------------------------------------------------
@@ -118,8 +119,9 @@ class GanTrainer:
                 "next_checkpoint": self.next_checkpoint, "next_metrics": self.next_metrics,
                 "history": self.history, "train_seconds": self.train_seconds, "evaluated_at": self.evaluated_at}
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, session_seconds: float = 0.0) -> None:
         state = self.state_dict()  # every process takes part: it gathers their RNG states
+        state["train_seconds"] += session_seconds
         if self.ranks.main:
             with atomic_path(self.checkpoint_path) as tmp:
                 torch.save(state, tmp)
@@ -236,7 +238,7 @@ class GanTrainer:
     # ----- the loop -----------------------------------------------------------------------------------
     def train(self, stop_after_steps: int | None = None) -> None:
         """Train to the end of the schedule (or for `stop_after_steps` more steps), checkpointing as it goes."""
-        session_start = time.perf_counter()
+        session_start = self.session_start = time.perf_counter()
         bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan",
                    disable=not self.ranks.main)
         steps = 0
@@ -266,11 +268,14 @@ class GanTrainer:
             self.run_evaluation()
         self.checkpoint(session_start)
 
+    def total_seconds(self) -> float:
+        """Wall time of this run over all its sessions (evaluations included, time lost to
+        interruptions after the last checkpoint excluded)."""
+        session = 0.0 if self.session_start is None else time.perf_counter() - self.session_start
+        return self.train_seconds + session
+
     def checkpoint(self, session_start: float) -> None:
-        now = time.perf_counter()
-        self.train_seconds += now - session_start
-        self.save_checkpoint()
-        self.train_seconds -= now - session_start  # counted again, in full, at the next checkpoint
+        self.save_checkpoint(time.perf_counter() - session_start)
         self.save_grid()
 
     def save_grid(self) -> Path | None:

@@ -86,3 +86,13 @@ def test_exported_generator_rebuilds_with_its_mean_latent(images, tmp_path):
 def test_images_of_the_wrong_size_are_refused(images, tmp_path):
     with pytest.raises(ValueError, match="uint8 at 16x16"):
         GanTrainer(tiny(), images[:, :, :8, :8], tmp_path, torch.device("cpu"))
+
+
+def test_wall_time_adds_up_over_sessions(images, tmp_path):
+    first = run(tiny(), images, tmp_path, steps=4)
+    spent = first.total_seconds()
+    resumed = GanTrainer(tiny(), images, tmp_path, torch.device("cpu"))
+    resumed.resume()
+    assert resumed.total_seconds() == pytest.approx(spent, abs=0.5)
+    resumed.train()
+    assert resumed.total_seconds() > resumed.train_seconds >= spent - 0.5
