@@ -2,33 +2,19 @@
 import argparse
 import contextlib
 import csv
-import json
 import time
 from pathlib import Path
 
 from ivfg.cli import run_main
 from ivfg.config import ConfigError, load_params
 from ivfg.fileio import atomic_path
+from ivfg.evaluation.baseline import eer_threshold
 from ivfg.gan.data import load_training_images
 from ivfg.gan.distributed import init_from_env
 from ivfg.gan.metrics import GanEvaluator
 from ivfg.gan.training import GanTrainer
 from ivfg.models.registry import build_inception, build_recognizer
 from ivfg.tracking import StageRun, stage_run, write_metrics
-
-
-def eer_threshold(baseline_json: Path, recognizer: str) -> float:
-    if not baseline_json.is_file():
-        raise FileNotFoundError(f"{baseline_json} is missing: run the baseline stage first (dvc repro baseline)")
-    results = json.loads(baseline_json.read_text())
-    if recognizer not in results:
-        raise ValueError(f"{baseline_json} has no results for '{recognizer}' (models.eval_recognizer); "
-                         "add it to baseline.recognizers and rerun the baseline stage")
-    test = results[recognizer]["test_split"]
-    if "eer_threshold" not in test:
-        raise ValueError(f"{baseline_json}: the test split gave no EER threshold for '{recognizer}' "
-                         f"({test['pairs']} pairs, {test['genuine']} genuine): it needs genuine and impostor pairs")
-    return float(test["eer_threshold"])
 
 
 def main() -> None:

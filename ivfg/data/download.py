@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.client
-import logging
 import shutil
 import tarfile
 import urllib.error
@@ -15,7 +14,6 @@ from tqdm import tqdm
 from ivfg.config import DownloadConfig
 from ivfg.fileio import atomic_dir, sha256_file, write_json
 
-log = logging.getLogger(__name__)
 PROTOCOL_FILES = ("pairs.txt", "people.txt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 

@@ -1,6 +1,7 @@
 """The "Original" row of the paper's Table 1: verification on real, pipeline-aligned faces."""
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -71,3 +72,18 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
               "ms_per_image": 1000 * seconds_per_image}
     result["lfw_pairs"]["pairs_missing"] = len(lfw) - len(usable)
     return result
+
+
+def eer_threshold(baseline_json: Path, recognizer: str) -> float:
+    """The recognizer's EER threshold on the test split, as the baseline stage recorded it (tau)."""
+    if not baseline_json.is_file():
+        raise FileNotFoundError(f"{baseline_json} is missing: run the baseline stage first (dvc repro baseline)")
+    results = json.loads(baseline_json.read_text())
+    if recognizer not in results:
+        raise ValueError(f"{baseline_json} has no results for '{recognizer}' (models.eval_recognizer); "
+                         "add it to baseline.recognizers and rerun the baseline stage")
+    test = results[recognizer]["test_split"]
+    if "eer_threshold" not in test:
+        raise ValueError(f"{baseline_json}: the test split gave no EER threshold for '{recognizer}' "
+                         f"({test['pairs']} pairs, {test['genuine']} genuine): it needs genuine and impostor pairs")
+    return float(test["eer_threshold"])
