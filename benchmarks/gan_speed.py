@@ -10,6 +10,7 @@ beside ours with the ratio.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -40,26 +41,31 @@ def config_for(size: str, resolution: int, loss: str, preset: GanConfig | None, 
                      phases={resolution: dict(batch=16, lr=0.001, fade_kimg=0, stable_kimg=1e3)})
 
 
-def images_per_second(cfg: GanConfig, device: torch.device, steps: int) -> float:
+def images_per_second(cfg: GanConfig, device: torch.device, steps: int, seconds: float) -> float:
+    """From the median step time over at least `steps` steps and `seconds` seconds, after two warm-up
+    steps: the median, because on a shared machine a few steps are slowed by other tenants."""
     images = torch.randint(0, 256, (64, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GanTrainer(cfg, images, Path(tmp), device)
-        trainer.step()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
             trainer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return 16 * steps / (time.perf_counter() - start)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync()
+        start, times = time.perf_counter(), []
+        while len(times) < steps or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            trainer.step()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return 16 / statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["paper", "quarter", "preset"], choices=["paper", "quarter", "preset"])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[8, 16, 32, 64])
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="at least this many timed steps")
+    parser.add_argument("--seconds", type=float, default=10.0, help="and at least this long per configuration")
     parser.add_argument("--loss", default="logistic_r1", choices=["logistic_r1", "wgan_gp"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="auto", choices=["auto", "fp32", "bf16"])
@@ -73,7 +79,7 @@ def main() -> None:
         for res in args.resolutions:
             if size == "preset" and res > preset.resolution:
                 continue
-            ours = images_per_second(config_for(size, res, args.loss, preset, args.amp), device, args.steps)
+            ours = images_per_second(config_for(size, res, args.loss, preset, args.amp), device, args.steps, args.seconds)
             ref = REFERENCE.get(size, {}).get(res)
             ratio = f"{ours / ref:6.2f}" if ref else "     -"
             print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio}", flush=True)

@@ -22,6 +22,13 @@ def channels(resolution: int, base: int, maximum: int) -> int:
     return int(min(2 * base // resolution, maximum))
 
 
+def _scaled(x: torch.Tensor, weight: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, weight) with the equalised-learning-rate scale applied to whichever is smaller: the same
+    product, but a 512-wide layer at small batch and resolution no longer rescales millions of weights
+    (and their gradients) on every call."""
+    return (x * scale, weight) if x.numel() < weight.numel() else (x, weight * scale)
+
+
 class EqualLinear(nn.Module):
     """Dense layer with equalised learning rate: weights stored at unit variance, scaled at run time."""
 
@@ -33,13 +40,33 @@ class EqualLinear(nn.Module):
         self.lr_mul = lr_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+        return F.linear(*_scaled(x, self.weight, self.scale), self.bias * self.lr_mul)
 
 
-def _sum_shifted(w: torch.Tensor) -> torch.Tensor:
-    """3x3 kernel -> the 4x4 kernel of that convolution fused with a 2x nearest up/down-sampling."""
-    w = F.pad(w, (1, 1, 1, 1))
-    return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+def _shift_matrix(flip: bool) -> torch.Tensor:
+    """(9, 16) 0/1 matrix taking a flattened 3x3 kernel to the 4x4 kernel of that convolution fused with
+    2x nearest up/down-sampling (the sum of its four one-pixel shifts), mirrored when `flip`."""
+    m = torch.zeros(3, 3, 4, 4)
+    for i in range(3):
+        for j in range(3):
+            m[i, j, i:i + 2, j:j + 2] = 1
+    return (m.flip([2, 3]) if flip else m).reshape(9, 16)
+
+
+_SHIFT = {False: _shift_matrix(False), True: _shift_matrix(True)}
+
+
+def fused_kernel(w: torch.Tensor, gain: float = 1.0, flip: bool = False) -> torch.Tensor:
+    """3x3 kernel -> gain x its summed-shift 4x4 kernel, as one small matrix product.
+
+    Written as a product rather than padded, shifted slices: at low resolution building the kernel
+    (and its gradient) cost more than the convolution itself, and strided adds over a 512x512 kernel
+    were most of it. Kept in fp32 under autocast so the sum is rounded once, like the unfused layers.
+    """
+    with torch.autocast(w.device.type, enabled=False):
+        out_ch, in_ch = w.shape[:2]
+        shift = _SHIFT[flip].to(w.device) * gain
+        return (w.float().reshape(-1, 9) @ shift).reshape(out_ch, in_ch, 4, 4)
 
 
 class EqualConv2d(nn.Module):
@@ -63,14 +90,13 @@ class EqualConv2d(nn.Module):
         self.up, self.down = up, down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.scale
         if self.up:
             # A transposed convolution correlates with the mirrored kernel.
-            kernel = _sum_shifted(w).flip([2, 3]).transpose(0, 1)
+            kernel = fused_kernel(self.weight, self.scale, flip=True).transpose(0, 1)
             return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
         if self.down:
-            return F.conv2d(x, _sum_shifted(w) * 0.25, self.bias, stride=2, padding=1)
-        return F.conv2d(x, w, self.bias, padding=self.padding)
+            return F.conv2d(x, fused_kernel(self.weight, self.scale * 0.25), self.bias, stride=2, padding=1)
+        return F.conv2d(*_scaled(x, self.weight, self.scale), self.bias, padding=self.padding)
 
 
 class Blur(nn.Module):
@@ -193,15 +219,15 @@ class Generator(nn.Module):
     def ws_from_z(self, z: torch.Tensor, z2: torch.Tensor | None = None, crossover: int | None = None,
                   psi: float = 1.0) -> torch.Tensor:
         """Per-layer latents (B, num_ws, style_dim); style mixing from `crossover` on with z2's w."""
-        w = self.mapping(z)
+        mixing = z2 is not None and crossover is not None
+        # One pass through the mapping network for both latents: half the small matrix products.
+        w = self.mapping(torch.cat([z, z2]) if mixing else z)
         if psi != 1.0:
             w = self.w_avg + psi * (w - self.w_avg)
         ws = w[:, None].repeat(1, self.num_ws, 1)
-        if z2 is not None and crossover is not None:
-            w2 = self.mapping(z2)
-            if psi != 1.0:
-                w2 = self.w_avg + psi * (w2 - self.w_avg)
-            ws[:, crossover:] = w2[:, None]
+        if mixing:
+            ws, ws2 = ws.chunk(2)
+            ws = torch.cat([ws[:, :crossover], ws2[:, crossover:]], dim=1)
         return ws
 
     def synthesis(self, ws: torch.Tensor, level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
