@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,29 @@ def test_atomic_dir_failure_creates_nothing(tmp_path: Path):
         with atomic_dir(tmp_path / "out"):
             raise Boom
     assert list(tmp_path.iterdir()) == []
+
+
+def test_results_get_the_usual_permissions_not_the_temporaries_private_ones(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "m.json", "{}")
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "a.txt").write_text("1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_temporaries_of_a_killed_run_are_removed_by_the_next(tmp_path: Path):
+    (tmp_path / ".out.abc123.tmp").mkdir()
+    (tmp_path / ".out.abc123.tmp" / "half.png").write_text("x")
+    (tmp_path / ".m.json.xyz.tmp").write_text("half")
+    (tmp_path / ".other.q.tmp").write_text("not ours")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("1")
+    write_text(tmp_path / "m.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.q.tmp", "m.json", "out"]
 
 
 def test_write_json_and_text(tmp_path: Path):
