@@ -19,3 +19,6 @@ def run_main(stage: str, main: Callable[[], None]) -> None:
     except USER_ERRORS as exc:
         print(f"[{stage}] error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        print(f"[{stage}] stopped: {exc or 'interrupted'}", file=sys.stderr)
+        sys.exit(130)  # the shell's code for Ctrl-C: DVC records nothing, a rerun resumes

@@ -11,6 +11,8 @@ import copy
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -106,6 +108,7 @@ class GanTrainer:
         self.train_seconds = 0.0  # wall time of earlier sessions, up to their last checkpoint
         self.session_start: float | None = None
         self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
+        self.interrupted = False  # set by Ctrl-C: stop after this step
 
     # ----- checkpoints -------------------------------------------------------------------------------
     @property
@@ -238,13 +241,43 @@ class GanTrainer:
 
     # ----- the loop -----------------------------------------------------------------------------------
     def train(self, stop_after_steps: int | None = None) -> None:
-        """Train to the end of the schedule (or for `stop_after_steps` more steps), checkpointing as it goes."""
+        """Train to the end of the schedule (or for `stop_after_steps` more steps), checkpointing as it goes.
+
+        Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt, so
+        nothing since the last checkpoint is lost; a second Ctrl-C stops at once.
+        """
+        with self._stop_on_sigint():
+            self._train(stop_after_steps)
+        if self.interrupted:
+            raise KeyboardInterrupt(f"interrupted at {self.shown / 1000:.1f} kimg; checkpoint written, rerun to resume")
+
+    @contextlib.contextmanager
+    def _stop_on_sigint(self):
+        self.interrupted = False
+        # One process only: under torchrun the ranks could stop at different steps and deadlock.
+        if self.ranks.world > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, frame):
+            self.interrupted = True
+            signal.signal(signal.SIGINT, previous)
+            log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _train(self, stop_after_steps: int | None) -> None:
         session_start = self.session_start = time.perf_counter()
         bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan",
                    disable=not self.ranks.main)
         steps = 0
         window_start, window_images = time.perf_counter(), 0
-        while self.shown < self.schedule.total and (stop_after_steps is None or steps < stop_after_steps):
+        while (self.shown < self.schedule.total and not self.interrupted
+               and (stop_after_steps is None or steps < stop_after_steps)):
             stats = self.step()
             steps += 1
             pos = self.schedule.at(self.shown - 1)

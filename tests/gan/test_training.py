@@ -1,6 +1,7 @@
 """Training loop: exact resume, refusal of foreign checkpoints, the exported generator."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,30 @@ def test_training_changes_the_networks_and_writes_sample_grids(images, tmp_path)
     assert any(not torch.equal(before[k], v) for k, v in trainer.G.state_dict().items())
     grids = sorted((tmp_path / "samples").glob("*.png"))
     assert grids and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_ctrl_c_checkpoints_after_the_current_step_and_resume_is_exact(images, tmp_path):
+    cfg = tiny()
+    straight = run(cfg, images, tmp_path / "a")
+    trainer = GanTrainer(cfg, images, tmp_path / "b", torch.device("cpu"))
+    step = trainer.step
+
+    def step_then_ctrl_c() -> dict:
+        stats = step()
+        if trainer.steps == 3:  # between checkpoints (every 4 steps)
+            signal.raise_signal(signal.SIGINT)
+        return stats
+
+    trainer.step = step_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt, match="interrupted at 0.0 kimg; checkpoint written"):
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["shown"] == 12
+    resumed = run(cfg, images, tmp_path / "b")
+    assert resumed.steps == 9
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_rerun_after_the_end_does_not_train_again(images, tmp_path):
