@@ -82,7 +82,7 @@ def make_project(root: Path, lfw_subset: LfwSubset, stages: tuple[str, ...]) -> 
     shutil.copytree(REPO_ROOT / "stages", root / "stages", ignore=ignore)
     shutil.copytree(REPO_ROOT / "ivfg", root / "ivfg", ignore=ignore)  # the stages' code dependencies
     shutil.copytree(REPO_ROOT / "presets", root / "presets")
-    (root / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n__pycache__/\n")
+    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")  # what git tracks decides what experiments record
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_", "IVFG_"))}
     env.update({

@@ -46,6 +46,16 @@ def test_tiny_preset_trains_to_the_end_and_exports_the_generator(project):
     assert list((root / "runs" / "pretrain_gan" / "samples").glob("*.png"))
 
 
+def test_the_experiment_commit_records_its_metrics_for_dvc_exp_show(project):
+    root, env, _ = project
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).split()
+    refs = [ref for ref in refs if not ref.startswith("refs/exps/exec/")]  # DVC's own bookkeeping
+    assert len(refs) == 1, refs
+    recorded = json.loads(run(["git", "show", f"{refs[0]}:metrics/pretrain_gan.json"], root, env))
+    assert recorded == json.loads((root / "metrics" / "pretrain_gan.json").read_text())
+    assert "kimg," in run(["git", "show", f"{refs[0]}:plots/pretrain_gan.csv"], root, env)
+
+
 def test_interrupted_training_resumes_under_dvc_repro(project):
     root, env, _ = project
     params = (root / "params.yaml").read_text()
