@@ -3,7 +3,10 @@
 Configurations: the paper's size (512 channels), every width divided by 4 (at most 128, style 512),
 and the CPU preset of params.yaml. Reference figures for a widely used public StyleGAN v1
 implementation on this kind of machine (from the issue that asked for this benchmark) are printed
-beside ours with the ratio.
+beside ours with the ratio, and so is the step's work: GFLOP per image (counted by PyTorch's
+flop registry over one step) and the GFLOP/s achieved, next to this machine's own convolution
+throughput (one 512-channel 3x3 convolution at 8x8, batch 16), which bounds what any
+implementation of the same step can reach.
 
     python benchmarks/gan_speed.py --sizes paper quarter preset --resolutions 8 16 32 64 --steps 3
 """
@@ -16,10 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from ivfg.config import GanConfig, load_params
 from ivfg.device import resolve_device
-from ivfg.gan.training import GanTrainer
+from ivfg.gan.training import GanTrainer, bf16_is_native
 
 REFERENCE = {  # img/s, batch 16, R1 or WGAN-GP, after fade-in
     "paper": {8: 25, 16: 6.8, 32: 1.5, 64: 0.42},
@@ -41,13 +46,45 @@ def config_for(size: str, resolution: int, loss: str, preset: GanConfig | None, 
                      phases={resolution: dict(batch=16, lr=0.001, fade_kimg=0, stable_kimg=1e3)})
 
 
-def images_per_second(cfg: GanConfig, device: torch.device, steps: int, seconds: float) -> float:
+class FlopCount(TorchDispatchMode):
+    """Sums the FLOPs of every op PyTorch's flop registry knows (convolutions and matrix products,
+    forward and backward). torch's FlopCounterMode does the same but its module hooks fail on R1's
+    gradient with respect to the input images."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+def conv_gflops_per_second(device: torch.device, dtype: torch.dtype) -> float:
+    x = torch.randn(16, 512, 8, 8, device=device, dtype=dtype)
+    w = torch.randn(512, 512, 3, 3, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.nn.functional.conv2d(x, w, padding=1)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start, n = time.perf_counter(), 20
+    for _ in range(n):
+        torch.nn.functional.conv2d(x, w, padding=1)
+    sync()
+    return 2 * 16 * 64 * 512 * 512 * 9 * n / (time.perf_counter() - start) / 1e9
+
+
+def images_per_second(cfg: GanConfig, device: torch.device, steps: int, seconds: float) -> tuple[float, float]:
     """From the median step time over at least `steps` steps and `seconds` seconds, after two warm-up
     steps: the median, because on a shared machine a few steps are slowed by other tenants."""
     images = torch.randint(0, 256, (64, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GanTrainer(cfg, images, Path(tmp), device)
-        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
+        trainer.step()  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
+        with FlopCount() as flops:
             trainer.step()
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
@@ -57,7 +94,7 @@ def images_per_second(cfg: GanConfig, device: torch.device, steps: int, seconds:
             trainer.step()
             sync()
             times.append(time.perf_counter() - t0)
-        return 16 / statistics.median(times)
+        return 16 / statistics.median(times), flops.total / 16 / 1e9
 
 
 def main() -> None:
@@ -73,16 +110,22 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     preset = load_params(args.params).pretrain_gan if "preset" in args.sizes else None
+    bf16 = args.amp == "bf16" or (args.amp == "auto" and bf16_is_native(device))
+    dtype = torch.bfloat16 if bf16 else torch.float32
     print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, amp {args.amp}, batch 16")
-    print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'reference':>10s} {'ratio':>6s}")
+    print(f"this machine's {str(dtype)[6:]} convolution throughput (512 ch, 3x3, 8x8, batch 16): "
+          f"{conv_gflops_per_second(device, dtype):.0f} GFLOP/s")
+    print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'reference':>10s} {'ratio':>6s} {'GFLOP/img':>10s} {'GFLOP/s':>8s}")
     for size in args.sizes:
         for res in args.resolutions:
             if size == "preset" and res > preset.resolution:
                 continue
-            ours = images_per_second(config_for(size, res, args.loss, preset, args.amp), device, args.steps, args.seconds)
+            cfg = config_for(size, res, args.loss, preset, args.amp)
+            ours, gflop = images_per_second(cfg, device, args.steps, args.seconds)
             ref = REFERENCE.get(size, {}).get(res)
             ratio = f"{ours / ref:6.2f}" if ref else "     -"
-            print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio}", flush=True)
+            print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio} {gflop:10.2f} {ours * gflop:8.0f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
