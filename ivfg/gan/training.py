@@ -291,12 +291,17 @@ class GanTrainer:
                                 ips=f"{stats['images_per_second']:.1f}")
                 self.log_metrics({f"train/{k}": v for k, v in stats.items()}, self.shown)
                 window_start, window_images = time.perf_counter(), 0
+            paused = False
             if self.shown >= self.next_metrics:
                 self.run_evaluation()
                 self.next_metrics += round(self.cfg.metrics_kimg * 1000)
+                paused = True
             if self.shown >= self.next_checkpoint:
                 self.checkpoint(session_start)
                 self.next_checkpoint += round(self.cfg.checkpoint_kimg * 1000)
+                paused = True
+            if paused:  # images/s measures training, not evaluations and checkpoint writes
+                window_start, window_images = time.perf_counter(), 0
         bar.close()
         if self.shown >= self.schedule.total and self.evaluated_at != self.shown:
             self.run_evaluation()
