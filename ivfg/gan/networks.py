@@ -53,11 +53,8 @@ def _shift_matrix(flip: bool) -> torch.Tensor:
     return (m.flip([2, 3]) if flip else m).reshape(9, 16)
 
 
-_SHIFT = {False: _shift_matrix(False), True: _shift_matrix(True)}
-
-
-def fused_kernel(w: torch.Tensor, gain: float = 1.0, flip: bool = False) -> torch.Tensor:
-    """3x3 kernel -> gain x its summed-shift 4x4 kernel, as one small matrix product.
+def fused_kernel(w: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """3x3 kernel -> its summed-shift 4x4 kernel, as one product with a (scaled) `_shift_matrix`.
 
     Written as a product rather than padded, shifted slices: at low resolution building the kernel
     (and its gradient) cost more than the convolution itself, and strided adds over a 512x512 kernel
@@ -65,7 +62,6 @@ def fused_kernel(w: torch.Tensor, gain: float = 1.0, flip: bool = False) -> torc
     """
     with torch.autocast(w.device.type, enabled=False):
         out_ch, in_ch = w.shape[:2]
-        shift = _SHIFT[flip].to(w.device) * gain
         return (w.float().reshape(-1, 9) @ shift).reshape(out_ch, in_ch, 4, 4)
 
 
@@ -88,14 +84,18 @@ class EqualConv2d(nn.Module):
         self.scale = gain / math.sqrt(in_ch * kernel * kernel)
         self.padding = kernel // 2
         self.up, self.down = up, down
+        if up or down:
+            # A transposed convolution correlates with the mirrored kernel; average pooling is the 1/4.
+            # A buffer, not a constant, so that it lives on the module's device: no copy per call.
+            shift = _shift_matrix(flip=up) * (self.scale * (0.25 if down else 1.0))
+            self.register_buffer("shift", shift, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.up:
-            # A transposed convolution correlates with the mirrored kernel.
-            kernel = fused_kernel(self.weight, self.scale, flip=True).transpose(0, 1)
+            kernel = fused_kernel(self.weight, self.shift).transpose(0, 1)
             return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
         if self.down:
-            return F.conv2d(x, fused_kernel(self.weight, self.scale * 0.25), self.bias, stride=2, padding=1)
+            return F.conv2d(x, fused_kernel(self.weight, self.shift), self.bias, stride=2, padding=1)
         return F.conv2d(*_scaled(x, self.weight, self.scale), self.bias, padding=self.padding)
 
 
