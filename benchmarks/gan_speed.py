@@ -63,17 +63,22 @@ class FlopCount(TorchDispatchMode):
         return out
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock timings measure it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def conv_gflops_per_second(device: torch.device, dtype: torch.dtype) -> float:
     x = torch.randn(16, 512, 8, 8, device=device, dtype=dtype)
     w = torch.randn(512, 512, 3, 3, device=device, dtype=dtype)
     for _ in range(3):
         torch.nn.functional.conv2d(x, w, padding=1)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(device)
     start, n = time.perf_counter(), 20
     for _ in range(n):
         torch.nn.functional.conv2d(x, w, padding=1)
-    sync()
+    synchronize(device)
     return 2 * 16 * 64 * 512 * 512 * 9 * n / (time.perf_counter() - start) / 1e9
 
 
@@ -86,13 +91,12 @@ def images_per_second(cfg: GanConfig, device: torch.device, steps: int, seconds:
         trainer.step()  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
         with FlopCount() as flops:
             trainer.step()
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        sync()
+        synchronize(device)
         start, times = time.perf_counter(), []
         while len(times) < steps or time.perf_counter() - start < seconds:
             t0 = time.perf_counter()
             trainer.step()
-            sync()
+            synchronize(device)
             times.append(time.perf_counter() - t0)
         return 16 / statistics.median(times), flops.total / 16 / 1e9
 
