@@ -98,3 +98,20 @@ def test_fused_resampling_convolutions_equal_the_unfused_ones():
     down = EqualConv2d(5, 7, 3, down=True)
     plain.load_state_dict(down.state_dict())
     assert torch.allclose(down(x), F.avg_pool2d(plain(x), 2), atol=1e-5)
+
+
+def test_fused_resampling_under_bf16_autocast_matches_fp32_to_bf16_precision():
+    """Under autocast the fused kernel is built in bf16: the result must stay a bf16 rounding of the
+    fp32 layer, not drift by a scale factor (the equalised-lr scale is applied outside the product)."""
+    from ivfg.gan.networks import EqualConv2d
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 64, 8, 8)
+    for layer in (EqualConv2d(64, 32, 3, up=True), EqualConv2d(64, 32, 3, down=True)):
+        exact = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = layer(x)
+        assert fast.dtype == torch.bfloat16
+        relative = (fast.float() - exact).norm() / exact.norm()
+        assert relative < 1e-2, relative
+        assert abs(fast.float().std() / exact.std() - 1) < 2e-3
