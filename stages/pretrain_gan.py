@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def main() -> None:
                         "train_images": len(images), "device": str(device), "processes": ranks.world})
         trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
                              log_artifact=lambda path: run.log_artifact(path, "samples"), ranks=ranks)
-        trainer.resume()
+        trainer.resume(allow_code_change=os.environ.get("IVFG_RESUME_CHANGED_CODE") == "1")
         trainer.train(stop_after_steps=args.stop_after_steps)
         if trainer.shown < trainer.schedule.total:
             print(f"stopped at {trainer.shown / 1000:.1f} of {trainer.schedule.total / 1000:.1f} kimg; "

@@ -71,3 +71,25 @@ def test_interrupted_training_resumes_under_dvc_repro(project):
     output = dvc("repro", "pretrain_gan", project=root, env=env)
     assert "resumed from runs/pretrain_gan/checkpoint.pt at 0.1 kimg" in output, output
     assert torch.load(checkpoint, weights_only=False)["shown"] == 504
+
+
+def test_a_run_of_other_training_code_is_not_resumed_silently(project):
+    """After an edit to ivfg/gan, DVC reruns the stage; the persisted run must not pass off the old
+    code's weights as the new code's product."""
+    import subprocess
+
+    root, env, _ = project
+    checkpoint = root / "runs" / "pretrain_gan" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    state["code"] = "an earlier version of ivfg/gan"
+    torch.save(state, checkpoint)
+    generator = (root / "models" / "generator.pt").read_bytes()
+    refused = subprocess.run([sys.executable, "stages/pretrain_gan.py"], cwd=root, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert refused.returncode == 2, refused.stdout
+    assert "runs/pretrain_gan/checkpoint.pt was written by other training code" in refused.stdout
+    assert "IVFG_RESUME_CHANGED_CODE=1" in refused.stdout
+    assert (root / "models" / "generator.pt").read_bytes() == generator  # nothing overwritten
+    output = run([sys.executable, "stages/pretrain_gan.py"], root, {**env, "IVFG_RESUME_CHANGED_CODE": "1"})
+    assert "resumed from runs/pretrain_gan/checkpoint.pt" in output
+    assert torch.load(checkpoint, weights_only=False)["code"] != state["code"]

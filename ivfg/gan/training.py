@@ -43,6 +43,19 @@ def architecture(cfg: GanConfig) -> dict:
     return {k: getattr(cfg, k) for k in ARCHITECTURE_KEYS}
 
 
+def code_fingerprint() -> str:
+    """SHA-256 of this package's sources (ivfg/gan, the stage's code dependency in dvc.yaml).
+
+    DVC reruns the stage when that code changes, but the persisted run directory would let the rerun
+    resume (or, when finished, merely re-export) weights trained by the old code and lock them as the
+    new code's product; the checkpoint records the fingerprint so that resume can tell.
+    """
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def build_networks(cfg: GanConfig) -> tuple[Generator, Discriminator]:
     g = Generator(cfg.resolution, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mul, cfg.channel_base, cfg.channel_max)
     d = Discriminator(cfg.resolution, cfg.channel_base, cfg.channel_max)
@@ -109,6 +122,7 @@ class GanTrainer:
         self.session_start: float | None = None
         self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
         self.interrupted = False  # set by Ctrl-C: stop after this step
+        self.code = code_fingerprint()
 
     # ----- checkpoints -------------------------------------------------------------------------------
     @property
@@ -116,7 +130,7 @@ class GanTrainer:
         return self.run_dir / "checkpoint.pt"
 
     def state_dict(self) -> dict:
-        return {"architecture": architecture(self.cfg), "config": self.cfg.model_dump(mode="json"),
+        return {"architecture": architecture(self.cfg), "config": self.cfg.model_dump(mode="json"), "code": self.code,
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "shown": self.shown, "steps": self.steps, "rng": self.ranks.gather(self.rng.get_state()),
@@ -131,11 +145,18 @@ class GanTrainer:
                 torch.save(state, tmp)
         self.ranks.barrier()
 
-    def resume(self) -> bool:
-        """Load the run directory's checkpoint if there is one; refuse one from other architecture params."""
+    def resume(self, allow_code_change: bool = False) -> bool:
+        """Load the run directory's checkpoint if there is one; refuse one from other architecture params,
+        or (unless `allow_code_change`) one written by other training code."""
         if not self.checkpoint_path.is_file():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state.get("code", self.code) != self.code and not allow_code_change:
+            raise CheckpointMismatch(
+                f"{self.checkpoint_path} was written by other training code (ivfg/gan has changed since). "
+                f"Delete {self.run_dir} to train from scratch with this code; or, to continue that run with it, "
+                "rerun with IVFG_RESUME_CHANGED_CODE=1 (if the change cannot alter training, "
+                "`dvc commit pretrain_gan` records the existing result instead).")
         if state["architecture"] != architecture(self.cfg):
             changed = {k: (state["architecture"].get(k), v) for k, v in architecture(self.cfg).items()
                        if state["architecture"].get(k) != v}

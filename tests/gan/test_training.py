@@ -96,6 +96,31 @@ def test_a_checkpoint_of_another_architecture_is_refused(images, tmp_path):
         trainer.resume()
 
 
+def test_a_checkpoint_of_other_training_code_is_refused_unless_allowed(images, tmp_path, monkeypatch):
+    run(tiny(), images, tmp_path, steps=2)
+    monkeypatch.setattr("ivfg.gan.training.code_fingerprint", lambda: "edited")
+    trainer = GanTrainer(tiny(), images, tmp_path, torch.device("cpu"))
+    with pytest.raises(CheckpointMismatch, match="other training code"):
+        trainer.resume()
+    assert trainer.resume(allow_code_change=True) and trainer.steps == 2
+    trainer.train(stop_after_steps=1)
+    assert torch.load(trainer.checkpoint_path, weights_only=False)["code"] == "edited"
+
+
+def test_code_fingerprint_follows_the_package_sources(tmp_path, monkeypatch):
+    import ivfg.gan.training as training
+
+    package = tmp_path / "gan"
+    package.mkdir()
+    (package / "training.py").write_text("a = 1\n")
+    monkeypatch.setattr(training, "__file__", str(package / "training.py"))
+    before = training.code_fingerprint()
+    (package / "networks.py").write_text("b = 2\n")
+    after_new_file = training.code_fingerprint()
+    (package / "networks.py").write_text("b = 3\n")
+    assert len({before, after_new_file, training.code_fingerprint()}) == 3
+
+
 def test_exported_generator_rebuilds_with_its_mean_latent(images, tmp_path):
     trainer = run(tiny(), images, tmp_path)
     trainer.export(tmp_path / "generator.pt")
