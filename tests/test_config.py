@@ -146,3 +146,22 @@ def test_environment_overrides_local_archive(tmp_path: Path, monkeypatch: pytest
     assert cfg.resolved_local_archive() == (tmp_path / "b.tgz").resolve()
     monkeypatch.delenv("IVFG_LFW_ARCHIVE")
     assert DownloadConfig().resolved_local_archive() is None
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO_ROOT / "presets").glob("*.args")))
+def test_every_preset_applies_to_params_yaml_and_validates(preset, tmp_path):
+    """A preset is `dvc exp run -S ...` arguments: apply them with DVC's own override parser, then
+    validate, so that a typo in a preset fails here and not an hour into a GPU run."""
+    from dvc.utils.hydra import apply_overrides
+
+    args = (REPO_ROOT / "presets" / preset).read_text().split()
+    assert args[::2] == ["-S"] * (len(args) // 2) and len(args) % 2 == 0, f"{preset}: expected '-S key=value' lines"
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "params.yaml").read_text())
+    apply_overrides(params, args[1::2])
+    gan = load_params(params).pretrain_gan
+    for override in args[1::2]:
+        key, value = override.split("=", 1)
+        if key.count(".") == 1:  # scalar settings land as given (phases are checked by the schedule)
+            assert str(getattr(gan, key.split(".")[1])).lower() in (value.lower(), value.lower() + ".0"), override
+    assert gan.resolutions()[-1] == gan.resolution
