@@ -24,7 +24,7 @@ from torch.utils.flop_counter import flop_registry
 
 from ivfg.config import GanConfig, load_params
 from ivfg.device import resolve_device
-from ivfg.gan.training import GanTrainer, bf16_is_native
+from ivfg.gan.training import GanTrainer, uses_bf16
 
 REFERENCE = {  # img/s, batch 16, R1 or WGAN-GP, after fade-in
     "paper": {8: 25, 16: 6.8, 32: 1.5, 64: 0.42},
@@ -114,8 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     preset = load_params(args.params).pretrain_gan if "preset" in args.sizes else None
-    bf16 = args.amp == "bf16" or (args.amp == "auto" and bf16_is_native(device))
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    dtype = torch.bfloat16 if uses_bf16(args.amp, device) else torch.float32
     print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, amp {args.amp}, batch 16")
     print(f"this machine's {str(dtype)[6:]} convolution throughput (512 ch, 3x3, 8x8, batch 16): "
           f"{conv_gflops_per_second(device, dtype):.0f} GFLOP/s")

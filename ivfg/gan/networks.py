@@ -92,13 +92,12 @@ class EqualConv2d(nn.Module):
             self.register_buffer("shift", _shift_matrix(flip=up), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.up or self.down):
+            return F.conv2d(*_scaled(x, self.weight, self.scale), self.bias, padding=self.padding)
+        x, kernel = _scaled(x, fused_kernel(self.weight, self.shift), self.scale)
         if self.up:
-            x, kernel = _scaled(x, fused_kernel(self.weight, self.shift), self.scale)
             return F.conv_transpose2d(x, kernel.transpose(0, 1), self.bias, stride=2, padding=1)
-        if self.down:
-            x, kernel = _scaled(x, fused_kernel(self.weight, self.shift), self.scale)
-            return F.conv2d(x, kernel, self.bias, stride=2, padding=1)
-        return F.conv2d(*_scaled(x, self.weight, self.scale), self.bias, padding=self.padding)
+        return F.conv2d(x, kernel, self.bias, stride=2, padding=1)
 
 
 class Blur(nn.Module):

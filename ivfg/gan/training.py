@@ -23,7 +23,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from ivfg.config import GanConfig
-from ivfg.fileio import atomic_path
+from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.distributed import Ranks, average_gradients
 from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
 from ivfg.gan.networks import Discriminator, Generator
@@ -50,10 +50,8 @@ def code_fingerprint() -> str:
     resume (or, when finished, merely re-export) weights trained by the old code and lock them as the
     new code's product; the checkpoint records the fingerprint so that resume can tell.
     """
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    return digest.hexdigest()
+    listing = "".join(f"{source.name} {sha256_file(source)}\n" for source in sorted(Path(__file__).parent.glob("*.py")))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def build_networks(cfg: GanConfig) -> tuple[Generator, Discriminator]:
@@ -69,10 +67,14 @@ def bf16_is_native(device: torch.device) -> bool:
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def uses_bf16(amp: str, device: torch.device) -> bool:
+    """Whether `amp` (auto | fp32 | bf16) means bf16 autocast on `device`."""
+    return amp == "bf16" or (amp == "auto" and bf16_is_native(device))
+
+
 def autocast_for(cfg: GanConfig, device: torch.device):
     """bf16 autocast for the networks' forward passes (weights, optimiser and losses stay fp32)."""
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_is_native(device))
-    if use:
+    if uses_bf16(cfg.amp, device):
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
