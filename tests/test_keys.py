@@ -1,0 +1,103 @@
+"""Keys: seeded and uniform, distinct where Algorithm 1 needs it, derived from a secret the same way every
+time, and never quoted back in an error."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+
+from ivfg.keys import (InvalidKey, as_batch, distinct_key_pairs, format_key, key_from_passphrase, parse_key,
+                       random_keys, read_key_file, write_key_file)
+
+
+def test_random_keys_are_binary_seeded_and_roughly_uniform():
+    a = random_keys(4000, 8, torch.Generator().manual_seed(3))
+    b = random_keys(4000, 8, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == (4000, 8)
+    assert set(a.unique().tolist()) == {0.0, 1.0}
+    assert abs(a.mean().item() - 0.5) < 0.02
+    assert not torch.equal(a, random_keys(4000, 8, torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 8, 128])
+def test_key_pairs_always_differ(bits):
+    k1, k2 = distinct_key_pairs(5000, bits, torch.Generator().manual_seed(0))
+    assert k1.shape == k2.shape == (5000, bits)
+    assert ((k1 != k2).any(dim=1)).all()
+    assert set(k2.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_second_key_is_uniform_over_the_other_keys():
+    k1, k2 = distinct_key_pairs(30000, 2, torch.Generator().manual_seed(1))
+    first = k1[:, 0] * 2 + k1[:, 1]
+    second = k2[:, 0] * 2 + k2[:, 1]
+    counts = torch.bincount(second[first == 0].long(), minlength=4).float()
+    assert counts[0] == 0
+    shares = counts[1:] / counts[1:].sum()
+    assert torch.allclose(shares, torch.full((3,), 1 / 3), atol=0.02)
+
+
+def test_passphrase_gives_the_same_key_every_time_and_another_passphrase_another_key():
+    k = key_from_passphrase("correct horse battery staple", 128)
+    assert torch.equal(k, key_from_passphrase("correct horse battery staple", 128))
+    assert not torch.equal(k, key_from_passphrase("correct horse battery stapler", 128))
+    assert k.shape == (128,) and set(k.unique().tolist()) == {0.0, 1.0}
+    # A KDF, not a bare hash: the bits are not the SHA-256 of the passphrase.
+    import hashlib
+
+    from ivfg.keys import bits_of
+    assert not torch.equal(k, bits_of(hashlib.sha256(b"correct horse battery staple").digest(), 128))
+    assert torch.equal(key_from_passphrase("x", 8), key_from_passphrase("x", 12)[:8])
+
+
+@pytest.mark.parametrize("passphrase", ["", "   "])
+def test_empty_passphrase_is_refused(passphrase):
+    with pytest.raises(InvalidKey, match="passphrase is empty"):
+        key_from_passphrase(passphrase, 8)
+
+
+def test_bad_keys_get_clear_messages_that_never_quote_the_key():
+    secret = "10110011"
+    with pytest.raises(InvalidKey, match="has 8 bits but the model takes 128-bit keys") as err:
+        parse_key(secret, 128)
+    assert secret not in str(err.value)
+    with pytest.raises(InvalidKey, match="only the characters '0' and '1'") as err:
+        parse_key("1011x011", 8)
+    assert "1011" not in str(err.value)
+    with pytest.raises(InvalidKey, match="empty"):
+        parse_key(" \n", 8)
+    with pytest.raises(InvalidKey, match="at least 1 bit"):
+        random_keys(1, 0, torch.Generator())
+    with pytest.raises(InvalidKey, match="binary"):
+        as_batch(torch.tensor([0.0, 0.5]), 1, 2)
+    with pytest.raises(InvalidKey, match="8-bit keys"):
+        as_batch(torch.zeros(7), 1, 8)
+
+
+def test_key_file_round_trip_is_private_and_never_overwritten(tmp_path):
+    key = random_keys(1, 128, torch.Generator().manual_seed(0))[0]
+    path = write_key_file(tmp_path / "my.key", key)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert torch.equal(read_key_file(path, 128), key)
+    assert path.read_text().strip() == format_key(key)
+    before = path.read_bytes()
+    with pytest.raises(InvalidKey, match="already exists"):
+        write_key_file(path, 1 - key)
+    assert path.read_bytes() == before
+
+
+def test_unreadable_key_files(tmp_path):
+    with pytest.raises(InvalidKey, match="does not exist"):
+        read_key_file(tmp_path / "missing.key", 8)
+    with pytest.raises(InvalidKey, match="is a directory"):
+        read_key_file(tmp_path, 8)
+    binary = tmp_path / "photo.key"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 not a key")
+    with pytest.raises(InvalidKey, match="cannot be read as a text key"):
+        read_key_file(binary, 8)
+    short = tmp_path / "short.key"
+    short.write_text("0101\n")
+    with pytest.raises(InvalidKey, match=f"key file {short} has 4 bits but the model takes 8-bit keys"):
+        read_key_file(short, 8)
