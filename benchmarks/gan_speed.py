@@ -23,8 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from ivfg.config import GanConfig, load_params
-from ivfg.device import resolve_device
-from ivfg.gan.training import GanTrainer, uses_bf16
+from ivfg.device import resolve_device, uses_bf16
+from ivfg.gan.training import GanTrainer
 
 REFERENCE = {  # img/s, batch 16, R1 or WGAN-GP, after fade-in
     "paper": {8: 25, 16: 6.8, 32: 1.5, 64: 0.42},

@@ -77,6 +77,19 @@ def write_json(target: str | Path, data: object) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def write_torch(target: str | Path, obj: object) -> None:
+    """`torch.save` with reproducible bytes: saved to memory first, because torch.save names the zip's
+    inner folder after the file it writes, and the temporary file's name is random."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

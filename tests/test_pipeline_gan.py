@@ -30,7 +30,7 @@ def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_tiny_preset_trains_to_the_end_and_exports_the_generator(project):
-    from ivfg.gan.training import load_generator
+    from ivfg.gan.export import load_generator
 
     root, _, output = project
     assert "Running stage 'pretrain_gan'" in output, output

@@ -23,8 +23,10 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from ivfg.config import GanConfig
-from ivfg.fileio import atomic_path, sha256_file
+from ivfg.device import autocast_for
+from ivfg.fileio import atomic_path, sha256_file, write_torch
 from ivfg.gan.distributed import Ranks, average_gradients
+from ivfg.gan.export import save_generator
 from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
 from ivfg.gan.networks import Discriminator, Generator
 from ivfg.gan.schedule import Position, Schedule
@@ -58,25 +60,6 @@ def build_networks(cfg: GanConfig) -> tuple[Generator, Discriminator]:
     g = Generator(cfg.resolution, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mul, cfg.channel_base, cfg.channel_max)
     d = Discriminator(cfg.resolution, cfg.channel_base, cfg.channel_max)
     return g, d
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # CPUs with AVX512-BF16 or AMX run bf16 convolutions ~2.5x faster than fp32; others emulate it slowly.
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def uses_bf16(amp: str, device: torch.device) -> bool:
-    """Whether `amp` (auto | fp32 | bf16) means bf16 autocast on `device`."""
-    return amp == "bf16" or (amp == "auto" and bf16_is_native(device))
-
-
-def autocast_for(cfg: GanConfig, device: torch.device):
-    """bf16 autocast for the networks' forward passes (weights, optimiser and losses stay fp32)."""
-    if uses_bf16(cfg.amp, device):
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 class GanTrainer:
@@ -143,8 +126,7 @@ class GanTrainer:
         state = self.state_dict()  # every process takes part: it gathers their RNG states
         state["train_seconds"] += session_seconds
         if self.ranks.main:
-            with atomic_path(self.checkpoint_path) as tmp:
-                torch.save(state, tmp)
+            write_torch(self.checkpoint_path, state)
         self.ranks.barrier()
 
     def resume(self, allow_code_change: bool = False) -> bool:
@@ -380,20 +362,7 @@ class GanTrainer:
     def export(self, path: Path) -> None:
         """The EMA generator with its mapping network, the mean latent w-bar, and how to rebuild it."""
         self.G_ema.w_avg.copy_(self.mean_w(self.cfg.w_avg_samples).to(self.device))
-        state = {"architecture": architecture(self.cfg), "truncation_psi": self.cfg.truncation_psi,
-                 "state_dict": {k: v.cpu() for k, v in self.G_ema.state_dict().items()},
-                 "w_avg": self.G_ema.w_avg.cpu(), "kimg": self.shown / 1000,
-                 "config_sha256": hashlib.sha256(json.dumps(self.cfg.model_dump(mode="json"), sort_keys=True)
-                                                 .encode()).hexdigest()}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-
-
-def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Generator:
-    """Rebuild the exported EMA generator (its `w_avg` buffer holds w-bar)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    arch = state["architecture"]
-    g = Generator(arch["resolution"], arch["style_dim"], arch["mapping_layers"], arch["mapping_lr_mul"],
-                  arch["channel_base"], arch["channel_max"])
-    g.load_state_dict(state["state_dict"])
-    return g.eval().requires_grad_(False).to(device)
+        save_generator(path, self.G_ema, architecture(self.cfg), truncation_psi=self.cfg.truncation_psi,
+                       kimg=self.shown / 1000,
+                       config_sha256=hashlib.sha256(json.dumps(self.cfg.model_dump(mode="json"), sort_keys=True)
+                                                    .encode()).hexdigest())

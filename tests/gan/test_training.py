@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ivfg.config import GanConfig
-from ivfg.gan.training import CheckpointMismatch, GanTrainer, load_generator
+from ivfg.gan.export import load_generator
+from ivfg.gan.training import CheckpointMismatch, GanTrainer
 
 
 def tiny(**overrides) -> GanConfig:
