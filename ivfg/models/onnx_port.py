@@ -57,13 +57,52 @@ def _fold_constants(graph, values: dict[str, np.ndarray]) -> list:
     return runtime
 
 
+def _fold_batchnorm(nodes: list, values: dict[str, np.ndarray]) -> list:
+    """Fold every BatchNormalization that alone reads a constant-weight Conv into that Conv's weights
+    and bias: one op instead of two, forward and backward, equal up to float rounding."""
+    from onnx import NodeProto
+
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    producer = {node.output[0]: node for node in nodes}
+    folded, dropped = {}, set()
+    for node in nodes:
+        if node.op_type != "BatchNormalization":
+            continue
+        conv = producer.get(node.input[0])
+        if conv is None or conv.op_type != "Conv" or readers[conv.output[0]] != 1 or conv.input[1] not in values:
+            continue
+        gamma, beta, mean, var = (values[name].astype(np.float64) for name in node.input[1:5])
+        scale = gamma / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
+        weight = values[conv.input[1]].astype(np.float64)
+        bias = values[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2] else 0.0
+        fused = NodeProto()
+        fused.CopyFrom(conv)
+        fused.output[0] = node.output[0]
+        fused.input[1] = f"{conv.output[0]}/folded_weight"
+        values[fused.input[1]] = (weight * scale[:, None, None, None]).astype(np.float32)
+        bias_name = f"{conv.output[0]}/folded_bias"
+        values[bias_name] = ((bias - mean) * scale + beta).astype(np.float32)
+        if len(fused.input) > 2:
+            fused.input[2] = bias_name
+        else:
+            fused.input.append(bias_name)
+        folded[id(conv)] = fused
+        dropped.add(id(node))
+    return [folded.get(id(node), node) for node in nodes if id(node) not in dropped]
+
+
 class OnnxModule(nn.Module):
     """An ONNX graph of Conv/BatchNormalization/PRelu/Add/Gemm/... executed with torch ops."""
 
     SUPPORTED = {"Conv", "BatchNormalization", "PRelu", "Relu", "Add", "Sub", "Mul", "Gemm", "MatMul",
                  "Flatten", "Dropout", "Identity", "Reshape", "GlobalAveragePool", "MaxPool", "AveragePool"}
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, fold_batchnorm: bool = False):
+        """`fold_batchnorm`: merge batch norms into the convolutions before them (faster, equal up to
+        float rounding); off, the module computes exactly what the ONNX graph says, op by op."""
         super().__init__()
         import onnx
         from onnx import numpy_helper
@@ -72,6 +111,8 @@ class OnnxModule(nn.Module):
         graph = model.graph
         values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
         self.nodes = _fold_constants(graph, values)
+        if fold_batchnorm:
+            self.nodes = _fold_batchnorm(self.nodes, values)
         unsupported = sorted({n.op_type for n in self.nodes} - self.SUPPORTED)
         if unsupported:
             raise NotImplementedError(f"{path}: unsupported ONNX operators {unsupported}")
@@ -119,6 +160,8 @@ class OnnxModule(nn.Module):
         if op == "BatchNormalization":
             return F.batch_norm(x, ins[3], ins[4], ins[1], ins[2], False, 0.0, a.get("epsilon", 1e-5))
         if op == "PRelu":
+            if ins[1].dim() == 3 and x.dim() == 4 and ins[1].shape[1:] == (1, 1):
+                return F.prelu(x, ins[1].flatten())  # one fused kernel; the same arithmetic as below
             return torch.where(x >= 0, x, x * ins[1])
         if op == "Relu":
             return F.relu(x)

@@ -50,14 +50,20 @@ class SFace(Recognizer):
     name = "sface"
     embedding_dim = 128
 
-    def __init__(self, onnx_path: str | Path):
+    def __init__(self, onnx_path: str | Path, fast: bool = False):
+        """`fast`: batch norms folded into the convolutions and NHWC layout, for training, where speed
+        matters more than matching the ONNX file to the last bit (it matches to float rounding)."""
         super().__init__()
         from ivfg.models.onnx_port import OnnxModule
 
-        self.net = OnnxModule(onnx_path)
+        self.net = OnnxModule(onnx_path, fold_batchnorm=fast)
+        self.fast = fast
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(resize(images, 112) * 255.0)
+        x = resize(images, 112) * 255.0
+        if self.fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
 
 class FaceNet(Recognizer):
