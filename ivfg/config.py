@@ -163,6 +163,39 @@ class GanConfig(Section):
         return [self.start_resolution * 2 ** i for i in range(int.bit_length(self.resolution // self.start_resolution))]
 
 
+class LossWeights(Section):
+    """The objective's weights (paper: 0.1 / 1 / 1 / 1 / 20); 0 removes a term (Table 5's ablations)."""
+    pri: float = Field(0.1, ge=0)
+    con: float = Field(1.0, ge=0)
+    intra: float = Field(1.0, ge=0)
+    inter: float = Field(1.0, ge=0)
+    reg: float = Field(20.0, ge=0)
+
+
+class TrainConfig(Section):
+    """The projector P and its training (paper Algorithm 1)."""
+    key_bits: int = Field(8, ge=1, le=4096)
+    hidden_layers: int = Field(2, ge=0, le=16)
+    hidden_dim: int = Field(512, ge=1)
+    weights: LossWeights = LossWeights()
+    margin: float = Field(0.4, ge=-1, le=1)
+    # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.
+    reg_reduction: Literal["mean", "sum"] = "mean"
+    lr: float = Field(3e-4, gt=0, le=1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    epochs: int = Field(20, ge=1)
+    batch: int = Field(16, ge=1, le=4096)
+    # Triplets drawn per epoch (a seeded subset, different every epoch); null: all of train.csv.
+    triplets_per_epoch: int | None = Field(None, ge=1)
+    log_steps: int = Field(20, ge=1)          # loss curve and MLflow: one point per this many steps
+    checkpoint_steps: int = Field(200, ge=1)
+    val_images: int = Field(200, ge=4)        # validation faces per epoch (identities with >= 2 images)
+    grid_identities: int = Field(6, ge=1, le=64)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    amp: Literal["auto", "fp32", "bf16"] = "auto"
+
+
 class Params(Section):
     download: DownloadConfig = DownloadConfig()
     align: AlignConfig = AlignConfig()
@@ -171,6 +204,7 @@ class Params(Section):
     models: ModelsConfig = ModelsConfig()
     baseline: BaselineConfig = BaselineConfig()
     pretrain_gan: GanConfig | None = None
+    train: TrainConfig = TrainConfig()
 
 
 def _describe(error: dict) -> str:

@@ -73,6 +73,11 @@ class StageRun:
         if self._mlflow:
             self._mlflow.log_artifact(str(path), artifact_path)
 
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """An image with its step (MLflow's image view steps through them), e.g. a sample grid."""
+        if self._mlflow:
+            self._mlflow.log_image(image, key=key, step=step)
+
 
 @contextlib.contextmanager
 def stage_run(stage: str, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:

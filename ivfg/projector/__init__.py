@@ -1,0 +1,1 @@
+"""The latent projector P and its training (the paper's contribution)."""

@@ -1,0 +1,70 @@
+"""The IVFG objective (paper §4.2, DESIGN.md): four cosine-embedding terms on the training recognizer's
+features and the realism prior on w. One object owns how the weighted terms combine.
+
+    L_emb(f1, f2, +1) = 1 - cos(f1, f2)            L_emb(f1, f2, -1) = max(0, cos(f1, f2) - m)
+    L_pri   = L_emb(R(T(x1,k1)), R(x1), -1)        anonymity: far from the real person
+    L_con   = L_emb(R(T(x1,k1)), R(T(x1,k2)), -1)  diversity: another key, another identity
+    L_intra = L_emb(R(T(x1,k1)), R(T(x2,k1)), +1)  identifiability: one person, one key, one identity
+    L_inter = L_emb(R(T(x1,k1)), R(T(y,k1)), -1)   separability: other people stay apart
+    L_reg   = ||w - w_bar||^2                       realism: stay near the average latent
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ivfg.config import LossWeights
+
+TERMS = ("pri", "con", "intra", "inter", "reg")
+
+
+def embedding_loss(f1: torch.Tensor, f2: torch.Tensor, same: bool, margin: float) -> torch.Tensor:
+    """PyTorch's CosineEmbeddingLoss per pair: 1 - cos for a pair that should match, max(0, cos - m) else."""
+    cos = F.cosine_similarity(f1.float(), f2.float(), dim=-1)
+    return 1 - cos if same else (cos - margin).clamp(min=0)
+
+
+def latent_prior(w: torch.Tensor, w_avg: torch.Tensor, reduction: str) -> torch.Tensor:
+    """||w - w_bar||^2 per latent, summed or averaged over W's dimensions."""
+    sq = (w.float() - w_avg.float()).pow(2)
+    return sq.sum(-1) if reduction == "sum" else sq.mean(-1)
+
+
+@dataclass(frozen=True)
+class Quaternion:
+    """The training recognizer's features of one batch of Algorithm 1's quaternions, and their latents."""
+    real_x1: torch.Tensor   # R(x1)
+    x1_k1: torch.Tensor     # R(T(x1, k1))
+    x1_k2: torch.Tensor     # R(T(x1, k2))
+    x2_k1: torch.Tensor     # R(T(x2, k1))
+    y_k1: torch.Tensor      # R(T(y, k1))
+    latents: torch.Tensor   # every w that made them, (n, style_dim)
+
+
+class IvfgLoss:
+    def __init__(self, weights: LossWeights, margin: float = 0.4, reg_reduction: str = "mean"):
+        self.weights = {name: float(getattr(weights, name)) for name in TERMS}
+        self.margin = margin
+        self.reg_reduction = reg_reduction
+
+    def terms(self, q: Quaternion, w_avg: torch.Tensor) -> dict[str, torch.Tensor]:
+        m = self.margin
+        return {
+            "pri": embedding_loss(q.x1_k1, q.real_x1, False, m).mean(),
+            "con": embedding_loss(q.x1_k1, q.x1_k2, False, m).mean(),
+            "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m).mean(),
+            "inter": embedding_loss(q.x1_k1, q.y_k1, False, m).mean(),
+            "reg": latent_prior(q.latents, w_avg, self.reg_reduction).mean(),
+        }
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum; a term of weight 0 is left out (no gradient), though still measured."""
+        parts = [self.weights[name] * terms[name] for name in TERMS if self.weights[name] > 0]
+        return torch.stack(parts).sum() if parts else terms["reg"] * 0
+
+    def __call__(self, q: Quaternion, w_avg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        terms = self.terms(q, w_avg)
+        total = self.total(terms)
+        return total, {**{k: float(v.detach()) for k, v in terms.items()}, "total": float(total.detach())}

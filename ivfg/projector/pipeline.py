@@ -1,0 +1,137 @@
+"""The `train` stage's work, from files to files: build T(x, k) on the pretrained generator, train P on
+the training triplets with an end-of-epoch validation check, and write P with w-bar as one model."""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ivfg.config import ConfigError, Params
+from ivfg.data.split import read_split
+from ivfg.device import resolve_device
+from ivfg.evaluation.baseline import eer_threshold
+from ivfg.fileio import atomic_path, sha256_file
+from ivfg.gan.export import load_generator
+from ivfg.models.registry import build_recognizer
+from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
+from ivfg.projector.network import Projector
+from ivfg.projector.training import ProjectorTrainer, training_settings
+from ivfg.projector.validation import ValidationCheck, choose_validation_faces
+from ivfg.tracking import StageRun
+from ivfg.virtual import VirtualFaces, save_projector
+
+log = logging.getLogger(__name__)
+CURVE_COLUMNS = ["step", "epoch", "pri", "con", "intra", "inter", "reg", "total", "steps_per_second"]
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    aligned: Path = Path("data/aligned")
+    split: Path = Path("data/split.csv")
+    triplets: Path = Path("data/triplets/train.csv")
+    generator: Path = Path("models/generator.pt")
+    baseline: Path = Path("metrics/baseline.json")
+    run_dir: Path = Path("runs/train")
+    out: Path = Path("models/projector.pt")
+    plots: Path = Path("plots/train.csv")
+    val_plots: Path = Path("plots/train_val.csv")
+
+
+def check_recognizers(params: Params) -> None:
+    models = params.models
+    if models.train_recognizer == models.eval_recognizer:
+        raise ConfigError(f"models.train_recognizer and models.eval_recognizer are both '{models.eval_recognizer}': "
+                          "the evaluation recognizer must never see training; choose another for one of them")
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after_steps: int | None = None) -> dict:
+    """Train P (resuming the run directory's checkpoint) and export it; returns the stage's figures,
+    or {} when stopped early."""
+    cfg, models = params.train, params.models
+    check_recognizers(params)
+    device = resolve_device(cfg.device)
+    threshold = eer_threshold(paths.baseline, models.eval_recognizer)
+    generator = load_generator(paths.generator, device)
+
+    encoder = build_recognizer(models.encoder, device, models.weights)
+    # R runs forward and backward four times per triplet: its fast form (equal up to float rounding).
+    recognizer = build_recognizer(models.train_recognizer, device, models.weights, fast=True)
+    evaluator = build_recognizer(models.eval_recognizer, device, models.weights)
+    if not recognizer.differentiable:
+        raise ConfigError(f"models.train_recognizer '{models.train_recognizer}' is not differentiable")
+
+    images, table = index_triplets(read_triplets(paths.triplets))
+    cache = paths.run_dir / "embeddings"
+    enc_emb = frozen_embeddings(encoder, paths.aligned, images, 32, device, cache)
+    # R(x) of the real faces: E's when they are one network (the fast form differs by float rounding).
+    rec_emb = enc_emb if models.train_recognizer == models.encoder else \
+        frozen_embeddings(recognizer, paths.aligned, images, 32, device, cache)
+    val_rows = choose_validation_faces(read_split(paths.split)["val"], cfg.val_images, cfg.seed)
+    if len({r["identity"] for r in val_rows}) < 2:
+        raise ValueError(f"{paths.split}: the validation split needs two identities with two or more images")
+    val_images = [r["image"] for r in val_rows]
+    check = ValidationCheck(load_faces(paths.aligned, val_images), [r["identity"] for r in val_rows],
+                            frozen_embeddings(encoder, paths.aligned, val_images, 32, device, cache),
+                            evaluator, threshold, cfg.key_bits, cfg.seed, cfg.grid_identities)
+
+    torch.manual_seed(cfg.seed)
+    projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
+                          cfg.hidden_dim)
+    projector.w_avg.copy_(generator.w_avg.cpu())
+    virtual = VirtualFaces(encoder, projector.to(device), generator)
+    settings = training_settings(cfg, encoder=models.encoder, train_recognizer=models.train_recognizer,
+                                 generator=sha256_file(paths.generator), triplets=sha256_file(paths.triplets))
+
+    def end_of_epoch(epoch: int) -> dict:
+        virtual.eval()
+        figures = check(virtual)
+        grid = (check.grid(virtual).permute(1, 2, 0).mul(255).round().byte().numpy())
+        sample = paths.run_dir / "samples" / f"epoch{epoch:03d}.png"
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(sample) as tmp:
+            Image.fromarray(grid).save(tmp, format="png")
+        run.log_image(grid, key="samples", step=epoch)
+        virtual.projector.train()
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.3f}" for k, v in figures.items()
+                                                   if isinstance(v, float)))
+        return figures
+
+    run.log_params({"train": cfg.model_dump(mode="json"), "models": models.model_dump(mode="json"),
+                    "eval_threshold": threshold, "train_triplets": len(table), "train_faces": len(images),
+                    "val_faces": len(val_rows), "device": str(device)})
+    trainer = ProjectorTrainer(cfg, virtual, recognizer, enc_emb, rec_emb, table, paths.run_dir, device, settings,
+                               log_metrics=run.log_metrics, end_of_epoch=end_of_epoch)
+    trainer.resume()
+    trainer.train(stop_after_steps=stop_after_steps)
+    if not trainer.finished:
+        print(f"stopped at epoch {trainer.epoch} of {cfg.epochs}, step {trainer.steps}; rerun to resume")
+        return {}
+
+    save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
+                   eval_recognizer=models.eval_recognizer, eval_threshold=threshold, epochs=trainer.epoch,
+                   steps=trainer.steps, generator_sha256=settings["generator"])
+    run.log_artifact(paths.out)
+    write_rows(paths.plots, trainer.curve, CURVE_COLUMNS)
+    val_columns = list(trainer.validation[-1]) if trainer.validation else ["epoch"]
+    write_rows(paths.val_plots, trainer.validation, val_columns)
+    final_terms = trainer.curve[-1] if trainer.curve else {}
+    rates = [row["steps_per_second"] for row in trainer.curve]
+    return {"loss": {k: final_terms.get(k) for k in CURVE_COLUMNS[2:8]},
+            "validation": trainer.validation[-1] if trainer.validation else {},
+            "epochs": trainer.epoch, "steps": trainer.steps, "triplets": len(table),
+            "triplets_per_epoch": trainer.per_epoch, "steps_per_second": float(np.median(rates)) if rates else None,
+            "train_seconds": trainer.train_seconds,
+            "epoch_seconds": trainer.train_seconds / max(trainer.epoch, 1)}

@@ -1,0 +1,130 @@
+"""The end-of-epoch check of P with the evaluation recognizer (never the training one) at its threshold τ.
+
+On validation faces of identities with two or more images, with keys fixed for the whole run:
+- protection: share of (x, T(x, k)) judged different people;
+- key diversity: share of (T(x, k), T(x, k')) with k != k' judged different;
+- Set-A (each identity its own key) and Set-B (one key for everyone): verification EER and AUC over
+  every pair of virtual faces, the share of same-person pairs accepted at τ and of different-person
+  pairs rejected at τ;
+- the same EER on the original faces, for reference.
+A P that fools the training recognizer with a shortcut shows here: high protection and diversity, but
+Set-A no better than Set-B and few same-person pairs accepted.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid
+
+from ivfg.evaluation.verification import verification_metrics
+from ivfg.keys import distinct_key_pairs, random_keys
+from ivfg.models.recognizers import Recognizer
+from ivfg.virtual import VirtualFaces
+
+FRAME = 128
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live (the CPU for one without any, such as dlib's)."""
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+def choose_validation_faces(rows: list[dict[str, str]], count: int, seed: int, per_identity: int = 4) -> list[dict]:
+    """Up to `count` faces of identities with >= 2 images, at most `per_identity` each, identities in a
+    seeded order (so a small check still spans many people)."""
+    by_identity: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_identity[r["identity"]].append(r["image"])
+    identities = sorted(i for i, images in by_identity.items() if len(images) >= 2)
+    order = np.random.default_rng(seed).permutation(len(identities))
+    chosen: list[dict] = []
+    for k in order:
+        ident = identities[k]
+        take = sorted(by_identity[ident])[:per_identity]
+        if len(chosen) + len(take) > count:
+            take = take[: count - len(chosen)]
+        if len(take) < 2:
+            break
+        chosen += [{"image": image, "identity": ident} for image in take]
+    return chosen
+
+
+def pair_metrics(recognizer: Recognizer, emb: torch.Tensor, labels: np.ndarray, threshold: float) -> dict:
+    """Every pair (i < j) inside one set: EER and AUC, and the decisions at τ."""
+    scores = recognizer.score(emb[:, None], emb[None, :]).numpy()
+    i, j = np.triu_indices(len(labels), k=1)
+    same = labels[i] == labels[j]
+    s = scores[i, j]
+    out = verification_metrics(same, s)
+    out["genuine_accepted"] = float((s[same] >= threshold).mean()) if same.any() else float("nan")
+    out["impostor_rejected"] = float((s[~same] < threshold).mean()) if (~same).any() else float("nan")
+    return out
+
+
+class ValidationCheck:
+    def __init__(self, faces: torch.Tensor, identities: list[str], embeddings: torch.Tensor, recognizer: Recognizer,
+                 threshold: float, key_bits: int, seed: int = 0, grid_identities: int = 6):
+        """faces: uint8 (N, 3, H, W) in the canonical frame; embeddings: E(faces)."""
+        self.faces, self.embeddings = faces, embeddings
+        self.recognizer, self.threshold = recognizer, threshold
+        names = sorted(set(identities))
+        self.labels = np.array([names.index(i) for i in identities])
+        g = torch.Generator().manual_seed(seed + 2_000_003)
+        per_identity, other = distinct_key_pairs(len(names), key_bits, g)
+        self.key_a = per_identity[self.labels]       # Set-A: each identity its own key
+        self.key_other = other[self.labels]          # another key, for diversity
+        self.key_b = random_keys(1, key_bits, g)[0]  # Set-B: one key for everyone
+        self.original = self._embed(self._frame(faces.float() / 255))
+        firsts = [int(np.flatnonzero(self.labels == k)[0]) for k in range(len(names))]
+        seconds = [int(np.flatnonzero(self.labels == k)[1]) for k in range(len(names))]
+        self.grid_pairs = list(zip(firsts, seconds))[:grid_identities]
+
+    @staticmethod
+    def _frame(images01: torch.Tensor) -> torch.Tensor:
+        if images01.shape[-1] == FRAME:
+            return images01
+        return F.interpolate(images01, size=(FRAME, FRAME), mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def _embed(self, images01: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        device = module_device(self.recognizer)
+        return torch.cat([self.recognizer.embed(self._frame(images01[i:i + batch]).to(device)).float().cpu()
+                          for i in range(0, len(images01), batch)])
+
+    def _different(self, a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((self.recognizer.score(a, b) < self.threshold).float().mean())
+
+    @torch.no_grad()
+    def __call__(self, virtual: VirtualFaces) -> dict:
+        set_a = self._embed(virtual.generate(self.embeddings, self.key_a))
+        other = self._embed(virtual.generate(self.embeddings, self.key_other))
+        set_b = self._embed(virtual.generate(self.embeddings, self.key_b))
+        a = pair_metrics(self.recognizer, set_a, self.labels, self.threshold)
+        b = pair_metrics(self.recognizer, set_b, self.labels, self.threshold)
+        original = pair_metrics(self.recognizer, self.original, self.labels, self.threshold)
+        figures = {"protection": self._different(self.original, set_a),
+                   "key_diversity": self._different(set_a, other),
+                   "faces": len(self.labels), "identities": int(self.labels.max() + 1)}
+        for name, m in (("set_a", a), ("set_b", b), ("original", original)):
+            for key in ("eer", "auc", "genuine_accepted", "impostor_rejected", "pairs", "genuine"):
+                if key in m:
+                    figures[f"{name}_{key}"] = m[key]
+        return figures
+
+    @torch.no_grad()
+    def grid(self, virtual: VirtualFaces) -> torch.Tensor:
+        """Rows: identities; columns: two originals, both under the identity's key, the first under another."""
+        first = [i for i, _ in self.grid_pairs]
+        second = [j for _, j in self.grid_pairs]
+        x1, x2 = self.faces[first].float() / 255, self.faces[second].float() / 255
+        e1, e2 = self.embeddings[first], self.embeddings[second]
+        columns = [x1, x2, virtual.generate(e1, self.key_a[first]), virtual.generate(e2, self.key_a[first]),
+                   virtual.generate(e1, self.key_other[first])]
+        columns = [self._frame(c) for c in columns]
+        tiles = torch.stack(columns, dim=1).flatten(0, 1)
+        return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)

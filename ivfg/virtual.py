@@ -1,0 +1,94 @@
+"""T(x, k) = G(P(E(x), k)): a face and a key in, the face of a virtual identity out.
+
+One piece that training, evaluation and the user CLI share: it holds E, P and G (loaded once, frozen
+but for P while training), runs batched on any device, and reads and writes the projector's model file.
+Images are float RGB in [0, 1] in the canonical face frame (DESIGN.md), any size for the input; the
+output is at the generator's resolution (consumers resize to what they read).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ivfg.fileio import write_torch
+from ivfg.gan.export import load_generator
+from ivfg.gan.networks import Generator
+from ivfg.keys import as_batch
+from ivfg.models.recognizers import Recognizer
+from ivfg.projector.network import Projector
+
+FORMAT = "ivfg-projector/1"
+
+
+class VirtualFaces(nn.Module):
+    def __init__(self, encoder: Recognizer, projector: Projector, generator: Generator):
+        super().__init__()
+        self.encoder, self.projector, self.generator = encoder, projector, generator
+
+    @property
+    def key_bits(self) -> int:
+        return self.projector.key_bits
+
+    @torch.no_grad()
+    def embed(self, faces01: torch.Tensor) -> torch.Tensor:
+        """E(x), computed once per face and reusable under any key."""
+        return self.encoder.embed(faces01)
+
+    def latents(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.projector(embeddings, as_batch(keys, len(embeddings), self.key_bits).to(embeddings.device))
+
+    def render(self, latents: torch.Tensor) -> torch.Tensor:
+        """G(w) with one w for every style input, in [0, 1] (clamped, as images are stored and read)."""
+        return ((self.generator.synthesis(latents).float() + 1) / 2).clamp(0, 1)
+
+    def from_embeddings(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.render(self.latents(embeddings, keys))
+
+    def forward(self, faces01: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.from_embeddings(self.embed(faces01), keys)
+
+    @torch.no_grad()
+    def generate(self, embeddings: torch.Tensor, keys: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Virtual faces for many embeddings (keys: one per face, or one for all), batched, on the CPU."""
+        keys = as_batch(keys, len(embeddings), self.key_bits)
+        device = next(self.projector.parameters()).device
+        out = [self.from_embeddings(embeddings[i:i + batch].to(device), keys[i:i + batch].to(device)).cpu()
+               for i in range(0, len(embeddings), batch)]
+        return torch.cat(out) if out else torch.zeros(0, 3, self.generator.resolution, self.generator.resolution)
+
+
+def save_projector(path: str | Path, projector: Projector, encoder: str, train_recognizer: str, **extra) -> None:
+    """P and w-bar as one loadable file, with what it needs to be rebuilt and which encoder feeds it."""
+    write_torch(path, {"format": FORMAT, "projector": projector.config(),
+                       "state_dict": {k: v.detach().cpu() for k, v in projector.state_dict().items()},
+                       "encoder": encoder, "train_recognizer": train_recognizer, **extra})
+
+
+def load_projector(path: str | Path, device: torch.device | str = "cpu") -> tuple[Projector, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: train the projector first (dvc repro train)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a projector written by the train stage (format {state.get('format')!r}, "
+                         f"expected {FORMAT!r})")
+    projector = Projector(**state["projector"])
+    projector.load_state_dict(state["state_dict"])
+    return projector.eval().requires_grad_(False).to(device), state
+
+
+def load_virtual_faces(projector_path: str | Path, generator_path: str | Path, device: torch.device | str = "cpu",
+                       weights: Mapping[str, str | None] | None = None) -> VirtualFaces:
+    """T(x, k) from the train stage's projector and the pretrain_gan stage's generator."""
+    from ivfg.models.registry import build_recognizer
+
+    projector, state = load_projector(projector_path, device)
+    generator = load_generator(generator_path, device)
+    if projector.style_dim != generator.style_dim:
+        raise ValueError(f"{projector_path} projects into a {projector.style_dim}-d W but {generator_path} has "
+                         f"style_dim {generator.style_dim}: they come from different runs")
+    encoder = build_recognizer(state["encoder"], device, weights)
+    return VirtualFaces(encoder, projector, generator).eval()

@@ -1,0 +1,29 @@
+"""DVC stage `train`: the latent projector P on the training triplets (paper Algorithm 1); resumes."""
+import argparse
+from pathlib import Path
+
+from ivfg.cli import run_main
+from ivfg.config import load_params
+from ivfg.projector.pipeline import TrainPaths, train_projector
+from ivfg.tracking import stage_run, write_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    defaults = TrainPaths()
+    for name, value in vars(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=value)
+    parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--stop-after-steps", type=int, help="stop (with a checkpoint) after this many steps")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    paths = TrainPaths(**{name: getattr(args, name) for name in vars(defaults)})
+    with stage_run("train") as run:
+        figures = train_projector(params, paths, run, args.stop_after_steps)
+    if figures:
+        write_metrics(args.metrics, figures)
+
+
+if __name__ == "__main__":
+    run_main("train", main)

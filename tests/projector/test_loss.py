@@ -1,0 +1,80 @@
+"""Each term of the objective against values worked out by hand on small vectors, margin included."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ivfg.config import LossWeights
+from ivfg.projector.loss import IvfgLoss, Quaternion, embedding_loss, latent_prior
+
+
+def unit(angle_degrees: float) -> torch.Tensor:
+    a = math.radians(angle_degrees)
+    return torch.tensor([[math.cos(a), math.sin(a), 0.0]])
+
+
+def test_embedding_loss_by_hand():
+    x = unit(0)
+    # cos 60° = 0.5: matching pair 1 - 0.5; non-matching max(0, 0.5 - 0.4) = 0.1.
+    assert embedding_loss(x, unit(60), True, 0.4).item() == pytest.approx(0.5)
+    assert embedding_loss(x, unit(60), False, 0.4).item() == pytest.approx(0.1)
+    # cos 90° = 0: below the margin, nothing to push apart.
+    assert embedding_loss(x, unit(90), False, 0.4).item() == pytest.approx(0.0)
+    # Scale does not matter, only the angle; identical features cost 0 to match and 1 - m to separate.
+    assert embedding_loss(3 * x, x, True, 0.4).item() == pytest.approx(0.0, abs=1e-7)
+    assert embedding_loss(x, x, False, 0.4).item() == pytest.approx(0.6)
+    assert embedding_loss(x, x, False, 0.0).item() == pytest.approx(1.0)
+    # The same as PyTorch's CosineEmbeddingLoss.
+    f1, f2 = torch.randn(6, 5), torch.randn(6, 5)
+    for same, target in ((True, 1.0), (False, -1.0)):
+        reference = torch.nn.CosineEmbeddingLoss(margin=0.4, reduction="none")(f1, f2, torch.full((6,), target))
+        assert torch.allclose(embedding_loss(f1, f2, same, 0.4), reference, atol=1e-6)
+
+
+def test_latent_prior_mean_and_sum():
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    w_avg = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert latent_prior(w, w_avg, "sum").item() == pytest.approx(29.0)   # 0 + 4 + 9 + 16
+    assert latent_prior(w, w_avg, "mean").item() == pytest.approx(29.0 / 4)
+
+
+def quaternion() -> Quaternion:
+    return Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(30), x2_k1=unit(90), y_k1=unit(180),
+                      latents=torch.tensor([[1.0, 1.0], [0.0, 2.0]]))
+
+
+def test_each_term_and_the_weighted_total_by_hand():
+    loss = IvfgLoss(LossWeights(), margin=0.4, reg_reduction="mean")
+    terms = loss.terms(quaternion(), torch.zeros(2))
+    expected = {"pri": 0.1,                          # cos 60° - 0.4
+                "con": math.cos(math.radians(30)) - 0.4,
+                "intra": 1.0,                        # 1 - cos 90°
+                "inter": 0.0,                        # cos 180° = -1, far below the margin
+                "reg": (1.0 + 2.0) / 2}              # mean over dims (1, 2), then over latents
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value, abs=1e-6), name
+    total, stats = loss(quaternion(), torch.zeros(2))
+    by_hand = 0.1 * 0.1 + expected["con"] + 1.0 + 0.0 + 20 * 1.5
+    assert total.item() == pytest.approx(by_hand, abs=1e-5)
+    assert stats["total"] == pytest.approx(by_hand, abs=1e-5) and stats["intra"] == pytest.approx(1.0)
+
+
+def test_a_zero_weight_removes_its_term():
+    q = quaternion()
+    full = IvfgLoss(LossWeights())(q, torch.zeros(2))[0].item()
+    without = IvfgLoss(LossWeights(reg=0))(q, torch.zeros(2))
+    assert without[0].item() == pytest.approx(full - 20 * 1.5, abs=1e-5)
+    assert without[1]["reg"] == pytest.approx(1.5)  # still measured
+    latents = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    only_reg = Quaternion(unit(60), unit(0), unit(30), unit(90), unit(180), latents)
+    IvfgLoss(LossWeights(pri=0, con=0, intra=0, inter=0, reg=0))(only_reg, torch.zeros(2))[0].backward()
+    assert latents.grad is None or latents.grad.abs().sum() == 0
+
+
+def test_sum_reduction_scales_the_prior_by_the_dimension():
+    q = quaternion()
+    mean = IvfgLoss(LossWeights(), reg_reduction="mean").terms(q, torch.zeros(2))["reg"]
+    summed = IvfgLoss(LossWeights(), reg_reduction="sum").terms(q, torch.zeros(2))["reg"]
+    assert summed.item() == pytest.approx(2 * mean.item())

@@ -1,0 +1,112 @@
+"""Training of P on a tiny generator with the real SFace: only P learns, runs repeat, resume is exact."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ivfg.config import TrainConfig
+from ivfg.gan.networks import Generator
+from ivfg.models.registry import build_recognizer
+from ivfg.projector.network import Projector
+from ivfg.projector.training import CheckpointMismatch, ProjectorTrainer, training_settings
+from ivfg.virtual import VirtualFaces
+
+STYLE = 32
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    generator = Generator(16, STYLE, 2, 0.01, 128, 16)
+    generator.w_avg.normal_()
+    encoder = build_recognizer("sface")
+    recognizer = build_recognizer("sface", fast=True)
+    embeddings = torch.randn(12, 128, generator=torch.Generator().manual_seed(1))
+    triplets = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11], [1, 0, 6], [4, 3, 0]])
+    return generator, encoder, recognizer, embeddings, triplets
+
+
+def make_trainer(parts, tmp_path, **overrides) -> ProjectorTrainer:
+    generator, encoder, recognizer, embeddings, triplets = parts
+    cfg = TrainConfig(**{"hidden_dim": 16, "batch": 2, "epochs": 2, "amp": "fp32", "log_steps": 1,
+                         "checkpoint_steps": 100, **overrides})
+    torch.manual_seed(cfg.seed)
+    projector = Projector(128, cfg.key_bits, STYLE, cfg.hidden_layers, cfg.hidden_dim)
+    projector.w_avg.copy_(generator.w_avg)
+    virtual = VirtualFaces(encoder, projector, generator)
+    return ProjectorTrainer(cfg, virtual, recognizer, embeddings, embeddings, triplets, tmp_path, torch.device("cpu"),
+                            training_settings(cfg, generator="g"))
+
+
+def state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_step_changes_only_p(parts, tmp_path):
+    generator, encoder, recognizer = parts[:3]
+    before = {"G": state(generator), "E": state(encoder), "R": state(recognizer)}
+    trainer = make_trainer(parts, tmp_path)
+    p_before = state(trainer.projector)
+    trainer.train(stop_after_steps=2)
+    assert trainer.steps == 2
+    assert not same(p_before, state(trainer.projector))
+    changed = [k for k, v in p_before.items() if not torch.equal(v, trainer.projector.state_dict()[k])]
+    assert "w_avg" not in changed and {"out.weight", "mlp.0.weight"} <= set(changed)
+    assert same(before["G"], state(generator)) and same(before["E"], state(encoder))
+    assert same(before["R"], state(recognizer))
+    assert not generator.training and not recognizer.training
+    assert all(not p.requires_grad for m in (generator, encoder, recognizer) for p in m.parameters())
+    assert set(trainer.curve[-1]) >= {"pri", "con", "intra", "inter", "reg", "total", "steps_per_second"}
+
+
+def test_same_seed_same_first_steps_other_seed_other_steps(parts, tmp_path):
+    a, b = make_trainer(parts, tmp_path / "a"), make_trainer(parts, tmp_path / "b")
+    c = make_trainer(parts, tmp_path / "c", seed=1)
+    for trainer in (a, b, c):
+        trainer.train(stop_after_steps=2)
+    assert same(state(a.projector), state(b.projector)) and a.curve == [
+        {**row, "steps_per_second": a.curve[i]["steps_per_second"]} for i, row in enumerate(b.curve)]
+    assert not same(state(a.projector), state(c.projector))
+
+
+def test_a_128_bit_key_changes_only_the_input_width(parts, tmp_path):
+    trainer = make_trainer(parts, tmp_path, key_bits=128)
+    assert trainer.projector.mlp[0].in_features == 128 + 128
+    trainer.train(stop_after_steps=1)
+    assert trainer.steps == 1 and torch.isfinite(torch.tensor(trainer.curve[-1]["total"]))
+
+
+def test_resume_is_exact(parts, tmp_path):
+    whole = make_trainer(parts, tmp_path / "whole")
+    whole.train()
+    assert whole.finished and whole.epoch == 2 and whole.steps == 6
+    first = make_trainer(parts, tmp_path / "split")
+    first.train(stop_after_steps=4)  # stops mid-epoch 2, with a checkpoint
+    resumed = make_trainer(parts, tmp_path / "split")
+    assert resumed.resume() and resumed.steps == 4 and resumed.epoch == 1
+    resumed.train()
+    assert same(state(whole.projector), state(resumed.projector))
+    assert [r["total"] for r in whole.curve] == [r["total"] for r in resumed.curve]
+
+
+def test_an_unfinished_run_under_other_settings_is_refused_naming_them(parts, tmp_path):
+    make_trainer(parts, tmp_path).train(stop_after_steps=1)
+    other = make_trainer(parts, tmp_path, margin=0.3, lr=1e-3, log_steps=5)
+    with pytest.raises(CheckpointMismatch, match=r"lr, margin differ") as err:
+        other.resume()
+    assert "log_steps" not in str(err.value)  # a logging interval cannot change the weights
+    assert make_trainer(parts, tmp_path, log_steps=5, checkpoint_steps=7).resume()
+
+
+def test_a_finished_run_under_other_settings_is_not_passed_off_as_the_new_one(parts, tmp_path):
+    make_trainer(parts, tmp_path, epochs=1).train()
+    new = make_trainer(parts, tmp_path, epochs=1, key_bits=16)
+    assert not new.resume() and new.steps == 0
+    new.train()
+    assert new.finished and new.projector.key_bits == 16
