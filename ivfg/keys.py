@@ -35,20 +35,35 @@ def random_keys(count: int, bits: int, generator: torch.Generator) -> torch.Tens
     return torch.randint(0, 2, (count, bits), generator=generator).float()
 
 
-def distinct_key_pairs(count: int, bits: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two (count, bits) batches of uniform keys with k1[i] != k2[i] for every i (Algorithm 1).
-
-    k2 is k1 XOR a uniform non-zero mask, which is exactly uniform over the keys other than k1.
-    """
+def distinct_keys(count: int, bits: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, bits) uniform keys, no two alike (a key per identity): drawn without replacement."""
     _check_bits(bits)
-    k1 = random_keys(count, bits, generator)
+    if bits < 63 and count > 2 ** bits:
+        raise InvalidKey(f"{count} distinct keys do not exist with {bits} bits (at most {2 ** bits})")
+    if bits <= 20:
+        codes = torch.randperm(2 ** bits, generator=generator)[:count]
+        return ((codes[:, None] >> torch.arange(bits - 1, -1, -1)) & 1).float()
+    keys = random_keys(count, bits, generator)
+    while len(set(map(tuple, keys.tolist()))) < count:  # a collision among 2^21+ keys: draw again
+        keys = random_keys(count, bits, generator)
+    return keys
+
+
+def other_keys(keys: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each key, a uniform random key other than it: the key XOR a uniform non-zero mask."""
+    count, bits = keys.shape
     mask = random_keys(count, bits, generator)
     while True:
         zero = mask.sum(1) == 0
         if not zero.any():
-            break
+            return (keys + mask) % 2
         mask[zero] = random_keys(int(zero.sum()), bits, generator)
-    return k1, (k1 + mask) % 2
+
+
+def distinct_key_pairs(count: int, bits: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (count, bits) batches of uniform keys with k1[i] != k2[i] for every i (Algorithm 1)."""
+    k1 = random_keys(count, bits, generator)
+    return k1, other_keys(k1, generator)
 
 
 def key_from_passphrase(passphrase: str, bits: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ import stat
 import pytest
 import torch
 
-from ivfg.keys import (InvalidKey, as_batch, distinct_key_pairs, format_key, key_from_passphrase, parse_key,
+from ivfg.keys import (InvalidKey, as_batch, distinct_key_pairs, distinct_keys, format_key, key_from_passphrase, parse_key,
                        random_keys, read_key_file, write_key_file)
 
 
@@ -27,6 +27,15 @@ def test_key_pairs_always_differ(bits):
     assert k1.shape == k2.shape == (5000, bits)
     assert ((k1 != k2).any(dim=1)).all()
     assert set(k2.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("bits", [3, 8, 64])
+def test_distinct_keys_never_repeat(bits):
+    count = min(2 ** bits, 300)
+    keys = distinct_keys(count, bits, torch.Generator().manual_seed(0))
+    assert keys.shape == (count, bits) and len(set(map(tuple, keys.tolist()))) == count
+    with pytest.raises(InvalidKey, match="do not exist"):
+        distinct_keys(9, 3, torch.Generator())
 
 
 def test_second_key_is_uniform_over_the_other_keys():

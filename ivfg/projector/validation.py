@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from ivfg.evaluation.verification import verification_metrics
-from ivfg.keys import distinct_key_pairs, random_keys
+from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces
 
@@ -75,9 +75,10 @@ class ValidationCheck:
         names = sorted(set(identities))
         self.labels = np.array([names.index(i) for i in identities])
         g = torch.Generator().manual_seed(seed + 2_000_003)
-        per_identity, other = distinct_key_pairs(len(names), key_bits, g)
-        self.key_a = per_identity[self.labels]       # Set-A: each identity its own key
-        self.key_other = other[self.labels]          # another key, for diversity
+        per_identity = distinct_keys(min(len(names), 2 ** min(key_bits, 62)), key_bits, g)
+        per_identity = per_identity[torch.arange(len(names)) % len(per_identity)]  # more people than keys
+        self.key_a = per_identity[self.labels]                          # Set-A: each identity its own key
+        self.key_other = other_keys(per_identity, g)[self.labels]       # another key, for diversity
         self.key_b = random_keys(1, key_bits, g)[0]  # Set-B: one key for everyone
         self.original = self._embed(self._frame(faces.float() / 255))
         firsts = [int(np.flatnonzero(self.labels == k)[0]) for k in range(len(names))]

@@ -1,0 +1,72 @@
+"""The end-of-epoch check on synthetic embeddings whose answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ivfg.models.recognizers import Recognizer
+from ivfg.projector.validation import ValidationCheck, choose_validation_faces, pair_metrics
+
+
+class Lookup(Recognizer):
+    """A 'recognizer' whose embedding of a face is written in its first pixel's channels (cosine score)."""
+    name = "lookup"
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :, 0, 0].float()
+
+
+def test_pair_metrics_of_separable_and_of_identical_sets():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    apart = torch.tensor([[1.0, 0, 0], [1, 0.1, 0], [0, 1, 0], [0, 1, 0.1], [0, 0, 1], [0.1, 0, 1]])
+    m = pair_metrics(Lookup(), apart, labels, threshold=0.5)
+    assert m["eer"] == pytest.approx(0.0) and m["auc"] == pytest.approx(1.0)
+    assert m["genuine_accepted"] == 1.0 and m["impostor_rejected"] == 1.0
+    assert m["pairs"] == 15 and m["genuine"] == 3
+    collapsed = torch.ones(6, 3)  # one face for everyone: nothing can be told apart
+    m = pair_metrics(Lookup(), collapsed, labels, threshold=0.5)
+    assert m["eer"] == pytest.approx(0.5) and m["auc"] == pytest.approx(0.5)
+    assert m["genuine_accepted"] == 1.0 and m["impostor_rejected"] == 0.0
+
+
+def test_validation_faces_span_identities_with_two_or_more_images():
+    rows = [{"image": f"{i}/{j}", "identity": str(i)} for i in range(10) for j in range(i % 4 + 1)]
+    chosen = choose_validation_faces(rows, 12, seed=0, per_identity=2)
+    identities = [r["identity"] for r in chosen]
+    assert len(chosen) == 12
+    assert all(identities.count(i) == 2 for i in set(identities))
+    assert all(int(i) % 4 >= 1 for i in identities)  # no single-image identity
+    assert chosen == choose_validation_faces(rows, 12, seed=0, per_identity=2)
+    assert chosen != choose_validation_faces(rows, 12, seed=1, per_identity=2)
+
+
+class Identity:
+    """T(x, k) that copies the face (no anonymization at all) or ignores it (a constant face)."""
+    key_bits = 8
+
+    def __init__(self, faces: torch.Tensor, constant: bool):
+        self.faces, self.constant = faces, constant
+
+    def generate(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        index = embeddings[:, 0].long()
+        out = self.faces[index].float() / 255
+        return torch.ones_like(out) * 0.5 if self.constant else out
+
+
+def test_the_check_tells_a_copy_from_a_constant_face():
+    identities = ["a", "a", "b", "b", "c", "c"]
+    faces = torch.zeros(6, 3, 128, 128, dtype=torch.uint8)
+    for i, colour in enumerate([(250, 5, 5), (240, 5, 5), (5, 250, 5), (5, 240, 5), (5, 5, 250), (5, 5, 240)]):
+        faces[i, :, 0, 0] = torch.tensor(colour)
+    index = torch.arange(6, dtype=torch.float32)[:, None]  # "embeddings" that name the face
+    check = ValidationCheck(faces, identities, index, Lookup(), threshold=0.9, key_bits=8, seed=0)
+    copy = check(Identity(faces, constant=False))
+    assert copy["protection"] == 0.0 and copy["key_diversity"] == 0.0   # nothing hidden, keys ignored
+    assert copy["set_a_eer"] == 0.0 and copy["original_eer"] == 0.0
+    constant = check(Identity(faces, constant=True))
+    assert constant["protection"] == 1.0 and constant["key_diversity"] == 0.0
+    assert constant["set_a_eer"] == pytest.approx(0.5) and constant["set_a_impostor_rejected"] == 0.0
+    assert len(set(map(tuple, check.key_a.tolist()))) == 3                 # Set-A: a key per identity
+    assert torch.equal(check.key_a[0], check.key_a[1]) and not torch.equal(check.key_a[0], check.key_other[0])
+    assert check.grid(Identity(faces, constant=False)).shape[0] == 3
