@@ -97,7 +97,7 @@ def bench(size: str, arch: dict, rec_name: str, args, device: torch.device, trip
     encoder_dim = r.embedding_dim
     projector = Projector(encoder_dim, cfg.key_bits, arch["style_dim"], cfg.hidden_layers, cfg.hidden_dim).to(device)
     virtual = VirtualFaces(r, projector, g)
-    emb = torch.randn(max(64, 3 * args.batch), encoder_dim)
+    emb = torch.randn(max(64, 4 * args.batch), encoder_dim)
     table = torch.randint(0, len(emb), (10 ** 5, 3))
     trainer = ProjectorTrainer(cfg, virtual, r, emb, emb, table, Path(args.scratch), device, training_settings(cfg))
     batches = iter(table.split(args.batch))
