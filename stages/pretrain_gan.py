@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ivfg.cli import run_main
+from ivfg.stage import run_main
 from ivfg.config import ConfigError, load_params
 from ivfg.fileio import atomic_path
 from ivfg.evaluation.baseline import eer_threshold

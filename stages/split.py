@@ -3,7 +3,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from ivfg.cli import run_main
+from ivfg.stage import run_main
 from ivfg.config import load_params
 from ivfg.data.align import read_index
 from ivfg.data.split import split_index

@@ -2,7 +2,7 @@
 import argparse
 from pathlib import Path
 
-from ivfg.cli import run_main
+from ivfg.stage import run_main
 from ivfg.config import load_params
 from ivfg.projector.pipeline import TrainPaths, train_projector
 from ivfg.tracking import stage_run, write_metrics

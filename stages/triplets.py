@@ -3,7 +3,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from ivfg.cli import run_main
+from ivfg.stage import run_main
 from ivfg.config import load_params
 from ivfg.data.split import SPLITS, read_split
 from ivfg.data.triplets import make_triplets

@@ -134,6 +134,15 @@ def test_exported_generator_rebuilds_with_its_mean_latent(images, tmp_path):
     assert g.w_avg.abs().sum() > 0
 
 
+def test_two_exports_of_one_generator_are_byte_identical_files(images, tmp_path):
+    """DVC hashes the file: reproduced weights must give the locked md5, whatever the file was called
+    while being written (torch.save names its inner folder after it)."""
+    trainer = run(tiny(), images, tmp_path / "run")
+    trainer.export(tmp_path / "a" / "generator.pt")
+    trainer.export(tmp_path / "b" / "generator.pt")
+    assert (tmp_path / "a" / "generator.pt").read_bytes() == (tmp_path / "b" / "generator.pt").read_bytes()
+
+
 def test_images_of_the_wrong_size_are_refused(images, tmp_path):
     with pytest.raises(ValueError, match="uint8 at 16x16"):
         GanTrainer(tiny(), images[:, :, :8, :8], tmp_path, torch.device("cpu"))

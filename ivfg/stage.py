@@ -1,4 +1,4 @@
-"""Plumbing shared by the stage scripts: logging, params, clean exits on user errors."""
+"""Plumbing shared by the stage scripts (stages/): logging and clean exits on user errors and Ctrl-C."""
 from __future__ import annotations
 
 import logging

@@ -1,9 +1,9 @@
-"""ivfg.cli: how a stage script ends when something goes wrong."""
+"""ivfg.stage: how a stage script ends when something goes wrong."""
 from __future__ import annotations
 
 import pytest
 
-from ivfg.cli import run_main
+from ivfg.stage import run_main
 from ivfg.config import ConfigError
 
 
