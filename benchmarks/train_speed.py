@@ -113,6 +113,27 @@ def bench(size: str, arch: dict, rec_name: str, args, device: torch.device, trip
             **{f"{k}_ms": 1000 * v for k, v in pieces.items()}}
 
 
+def r_forms(args, device: torch.device) -> None:
+    """R alone, forward + backward on one step's 4B faces: the exact SFace port against training's fast
+    form (batch norms folded, NHWC), in fp32 and bf16."""
+    faces = torch.rand(4 * args.batch, 3, 32, 32, device=device)
+    print(f"\nR alone (sface), forward + backward of {len(faces)} faces read at 112x112:")
+    print("| form | amp | ms | ms/face |\n|---|---|---|---|")
+    for fast in (False, True):
+        r = build_recognizer("sface", device, fast=fast)
+        for amp in ("fp32", "bf16"):
+            autocast = autocast_for(TrainConfig(amp=amp), device)
+
+            def step():
+                with autocast():
+                    out = r.embed(faces.clone().requires_grad_(True))
+                out.float().sum().backward()
+
+            t = timed(step, device, args.seconds / 2)
+            print(f"| {'fast' if fast else 'exact'} | {amp} | {1000 * t:.0f} | {1000 * t / len(faces):.1f} |",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=["cpu", "paper"], default=["cpu", "paper"])
@@ -124,6 +145,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compare-r", action="store_true", help="also time R's exact and fast forms alone")
     parser.add_argument("--scratch", default="/tmp/ivfg-train-speed")
     args = parser.parse_args()
     if args.threads:
@@ -146,6 +168,8 @@ def main() -> None:
             print(f"| {row['size']} | {row['G']} | {row['R']} | {row['step_ms']:.0f} | {row['steps_per_s']:.2f} | "
                   f"{row['triplets_per_s']:.1f} | {row['epoch_min']:.2f} | {row['P_ms']:.1f} | {row['G_ms']:.0f} | "
                   f"{row['R_ms']:.0f} |", flush=True)
+    if args.compare_r:
+        r_forms(args, device)
 
 
 if __name__ == "__main__":
