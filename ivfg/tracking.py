@@ -8,7 +8,10 @@ the main workspace. `MLFLOW_TRACKING_URI` overrides it; `IVFG_TRACKING=off` swit
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,7 +21,11 @@ EXPERIMENT = "ivfg"
 
 
 def project_root(start: str | Path | None = None) -> Path:
-    """The nearest ancestor holding `.dvc/`, lifted out of DVC's temporary experiment workspaces."""
+    """The DVC project's root: DVC_ROOT where DVC runs the stage (it points at the main workspace from
+    `dvc exp run --temp` too); else the nearest ancestor holding `.dvc/`, lifted out of DVC's
+    temporary experiment workspaces."""
+    if start is None and os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
     if ".dvc" in here.parts:
         here = Path(*here.parts[: here.parts.index(".dvc")])
@@ -60,9 +67,16 @@ class StageRun:
     def active(self) -> bool:
         return self._mlflow is not None
 
+    @property
+    def run_id(self) -> str | None:
+        return self._mlflow.active_run().info.run_id if self._mlflow else None
+
     def log_params(self, params: Mapping[str, Any]) -> None:
-        if self._mlflow:
-            self._mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
+        if not self._mlflow:
+            return
+        values = {k: str(v)[:6000] for k, v in flatten(params).items()}
+        logged = self._mlflow.active_run().data.params  # a resumed run has them; MLflow refuses changes
+        self._mlflow.log_params({k: v for k, v in values.items() if k not in logged})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self._mlflow:
@@ -79,8 +93,43 @@ class StageRun:
             self._mlflow.log_image(image, key=key, step=step)
 
 
+def params_sha256(params: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def run_tags(stage: str, params: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """What ties an MLflow run to DVC: the experiment's name and baseline commit (`dvc exp run` passes
+    both to stage commands), the workspace's commit, the stage and a hash of the params it read."""
+    tags = {"stage": stage}
+    for tag, variable in (("dvc.exp_name", "DVC_EXP_NAME"), ("dvc.baseline_rev", "DVC_EXP_BASELINE_REV")):
+        if os.environ.get(variable):
+            tags[tag] = os.environ[variable]
+    commit = _git_commit()
+    if commit:
+        tags["git.commit"] = commit
+    if params is not None:
+        tags["params_sha256"] = params_sha256(params)
+    return tags
+
+
+def read_run_id(path: Path) -> str | None:
+    return path.read_text().strip() or None if path.is_file() else None
+
+
 @contextlib.contextmanager
-def stage_run(stage: str, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+def stage_run(stage: str, tags: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
+              resume_id: str | None = None) -> Iterator[StageRun]:
+    """An MLflow run for one stage, named after the DVC experiment when there is one ("exp/stage") and
+    tagged by `run_tags`; `resume_id` continues an interrupted run of the same stage instead."""
     if not tracking_enabled():
         yield StageRun(None)
         return
@@ -97,7 +146,15 @@ def stage_run(stage: str, tags: Mapping[str, str] | None = None) -> Iterator[Sta
             artifacts = (database.parent / "mlartifacts").as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=stage, tags={"stage": stage, **(tags or {})}):
+    all_tags = {**run_tags(stage, params), **(tags or {})}
+    if resume_id is not None:
+        try:
+            if mlflow.get_run(resume_id).data.tags.get("stage") != stage:
+                resume_id = None
+        except mlflow.exceptions.MlflowException:
+            resume_id = None  # not in this store (another MLFLOW_TRACKING_URI, a deleted database)
+    name = f"{all_tags['dvc.exp_name']}/{stage}" if "dvc.exp_name" in all_tags else stage
+    with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else name, tags=all_tags):
         yield StageRun(mlflow)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.projector.pipeline import TrainPaths, train_projector
+from ivfg.projector.pipeline import TrainPaths, interrupted_run_id, train_projector
 from ivfg.tracking import stage_run, write_metrics
 
 
@@ -19,7 +19,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     paths = TrainPaths(**{name: getattr(args, name) for name in vars(defaults)})
-    with stage_run("train") as run:
+    tracked = {"train": params.train.model_dump(mode="json"), "models": params.models.model_dump(mode="json")}
+    with stage_run("train", params=tracked, resume_id=interrupted_run_id(paths)) as run:
         figures = train_projector(params, paths, run, args.stop_after_steps)
     if figures:
         write_metrics(args.metrics, figures)

@@ -67,13 +67,18 @@ def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
     import mlflow
 
     root, env, _ = project
-    runs = [r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"]) if r.info.run_name == "train"]
+    runs = [r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"]) if r.data.tags["stage"] == "train"]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     data = runs[0].data
     for key in ("train/pri", "train/con", "train/intra", "train/inter", "train/reg", "train/total",
                 "train/steps_per_second", "val/protection", "val/set_a_eer", "val/set_b_eer"):
         assert key in data.metrics, key
     assert data.params["train.weights.reg"] == "20.0" and data.params["models.train_recognizer"] == "sface"
+    # Tied to the DVC experiment that ran it.
+    experiment = data.tags["dvc.exp_name"]
+    assert runs[0].info.run_name == f"{experiment}/train" and len(data.tags["dvc.baseline_rev"]) == 40
+    assert len(data.tags["params_sha256"]) == 64 and len(data.tags["git.commit"]) == 40
+    assert experiment in run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env)
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     history = client.get_metric_history(runs[0].info.run_id, "train/total")
     assert [m.step for m in history] == [1, 2, 3, 4]
@@ -127,3 +132,10 @@ def test_an_interrupted_run_under_changed_settings_is_refused_naming_the_key(pro
     (root / "params.yaml").write_text(params)
     assert refused.returncode == 2, refused.stdout[-3000:]
     assert "unfinished run under other settings: margin differ" in refused.stdout
+    # Restored, the run resumes and finishes in the same MLflow run as the part before the interruption.
+    interrupted = (root / "runs" / "train" / "mlflow_run_id").read_text().strip()
+    resumed = run([sys.executable, "stages/train.py"], root, {**env, "PYTHONUNBUFFERED": "1"})
+    assert "resumed from runs/train/checkpoint.pt at epoch 0, step 1" in resumed
+    by_id = {r.info.run_id: r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"])}
+    assert by_id[interrupted].info.status == "FINISHED"
+    assert (root / "runs" / "train" / "mlflow_run_id").read_text().strip() == interrupted
