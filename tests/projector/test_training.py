@@ -95,6 +95,29 @@ def test_resume_is_exact(parts, tmp_path):
     assert [r["total"] for r in whole.curve] == [r["total"] for r in resumed.curve]
 
 
+def test_ctrl_c_finishes_the_step_checkpoints_and_resume_is_exact(parts, tmp_path):
+    import os
+    import signal
+
+    whole = make_trainer(parts, tmp_path / "whole")
+    whole.train()
+    stopped = make_trainer(parts, tmp_path / "stopped")
+    sent = []
+
+    def press_ctrl_c(metrics: dict, step: int) -> None:
+        if step == 2 and not sent:
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped.log_metrics = press_ctrl_c
+    with pytest.raises(KeyboardInterrupt, match="interrupted at epoch 0, step 2"):
+        stopped.train()
+    resumed = make_trainer(parts, tmp_path / "stopped")
+    assert resumed.resume() and resumed.steps == 2
+    resumed.train()
+    assert same(state(whole.projector), state(resumed.projector))
+
+
 def test_an_unfinished_run_under_other_settings_is_refused_naming_them(parts, tmp_path):
     make_trainer(parts, tmp_path).train(stop_after_steps=1)
     other = make_trainer(parts, tmp_path, margin=0.3, lr=1e-3, log_steps=5)
