@@ -51,6 +51,11 @@ def test_empty_params_give_defaults():
         ({"triplets": {"per_image": 0}}, "triplets.per_image"),
         ({"triplets": {"seed": "zero"}}, "triplets.seed"),
         ({"align": "not a mapping"}, "align"),
+        ({"train": {"key_bits": 0}}, "train.key_bits"),
+        ({"train": {"weights": {"pri": -1}}}, "train.weights.pri"),
+        ({"train": {"weights": {"privacy": 1}}}, "train.weights.privacy"),
+        ({"train": {"reg_reduction": "max"}}, "train.reg_reduction"),
+        ({"train": {"batch": 0}}, "train.batch"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_key(raw, key):
