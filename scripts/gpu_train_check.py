@@ -82,7 +82,7 @@ def run(args) -> None:
     start = time.perf_counter()
 
     def end_of_epoch(epoch: int) -> dict:
-        if epoch % args.validate_every and epoch != cfg.epochs:
+        if epoch % args.validate_every or epoch == cfg.epochs:  # the last epoch is checked after training
             return {}
         virtual.eval()
         figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in check(virtual).items()}
@@ -93,7 +93,11 @@ def run(args) -> None:
 
     trainer = ProjectorTrainer(cfg, virtual, recognizer, data["embeddings"], data["embeddings"], data["triplets"],
                                Path(args.run_dir), device, training_settings(cfg), end_of_epoch=end_of_epoch)
+    trainer.resume()  # a finished run in --run-dir is only checked again
     trainer.train()
+    virtual.eval()
+    final = {k: round(v, 4) if isinstance(v, float) else v for k, v in check(virtual).items()}
+    print(json.dumps({"epoch": trainer.epoch, **final}), flush=True)
     print(json.dumps({"settings": overrides, "steps": trainer.steps, "train_seconds": round(trainer.train_seconds, 1),
                       "final_terms": {k: round(v, 4) for k, v in trainer.curve[-1].items()} if trainer.curve else {}}))
     if args.grid:
