@@ -32,7 +32,7 @@ from ivfg.virtual import VirtualFaces
 # Generator architectures: the CPU preset (params.yaml) and the paper's 128x128 StyleGAN.
 PAPER_G = {"resolution": 128, "style_dim": 512, "mapping_layers": 8, "mapping_lr_mul": 0.01,
            "channel_base": 8192, "channel_max": 512}
-LFW_TRAIN_TRIPLETS = 7296  # data/triplets/train.csv of the locked split, used when that file is absent
+LFW_TRAIN_TRIPLETS = 7134  # data/triplets/train.csv of the locked split, used when that file is absent
 
 
 def cpu_preset_g(params_path: Path) -> dict:
