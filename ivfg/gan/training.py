@@ -6,13 +6,10 @@ k steps + resume + (N - k) steps gives the same weights as N steps in one go.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,6 +27,7 @@ from ivfg.gan.export import save_generator
 from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
 from ivfg.gan.networks import Discriminator, Generator
 from ivfg.gan.schedule import Position, Schedule
+from ivfg.interrupt import finish_step_on_ctrl_c
 
 log = logging.getLogger(__name__)
 # Fields that define the networks and the training randomness: a checkpoint is only resumed under them.
@@ -251,29 +249,15 @@ class GanTrainer:
         Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt, so
         nothing since the last checkpoint is lost; a second Ctrl-C stops at once.
         """
-        with self._stop_on_sigint():
+        self.interrupted = False
+        # One process only: under torchrun the ranks could stop at different steps and deadlock.
+        with finish_step_on_ctrl_c(self._interrupt, enabled=self.ranks.world == 1):
             self._train(stop_after_steps)
         if self.interrupted:
             raise KeyboardInterrupt(f"interrupted at {self.shown / 1000:.1f} kimg; checkpoint written, rerun to resume")
 
-    @contextlib.contextmanager
-    def _stop_on_sigint(self):
-        self.interrupted = False
-        # One process only: under torchrun the ranks could stop at different steps and deadlock.
-        if self.ranks.world > 1 or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def stop(signum, frame):
-            self.interrupted = True
-            signal.signal(signal.SIGINT, previous)
-            log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to stop at once)")
-
-        previous = signal.signal(signal.SIGINT, stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def _interrupt(self) -> None:
+        self.interrupted = True
 
     def _train(self, stop_after_steps: int | None) -> None:
         session_start = self.session_start = time.perf_counter()

@@ -9,11 +9,8 @@ with P, the optimiser and the position in the epoch: k steps + resume + the rest
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,8 +19,9 @@ import torch
 from tqdm import tqdm
 
 from ivfg.config import TrainConfig
-from ivfg.fileio import sha256_file, write_torch
 from ivfg.device import autocast_for
+from ivfg.fileio import sha256_file, write_torch
+from ivfg.interrupt import finish_step_on_ctrl_c
 from ivfg.keys import distinct_key_pairs
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
 from ivfg.virtual import VirtualFaces
@@ -160,29 +158,15 @@ class ProjectorTrainer:
     def train(self, stop_after_steps: int | None = None) -> None:
         """Train to the last epoch (or for `stop_after_steps` more steps), checkpointing as it goes.
         Ctrl-C finishes the step, writes a checkpoint and raises KeyboardInterrupt."""
-        with self._stop_on_sigint():
+        self.interrupted = False
+        with finish_step_on_ctrl_c(self._interrupt):
             self._train(stop_after_steps)
         if self.interrupted:
             raise KeyboardInterrupt(f"interrupted at epoch {self.epoch}, step {self.steps}; "
                                     "checkpoint written, rerun to resume")
 
-    @contextlib.contextmanager
-    def _stop_on_sigint(self):
-        self.interrupted = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def stop(signum, frame):
-            self.interrupted = True
-            signal.signal(signal.SIGINT, previous)
-            log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to stop at once)")
-
-        previous = signal.signal(signal.SIGINT, stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def _interrupt(self) -> None:
+        self.interrupted = True
 
     def _train(self, stop_after_steps: int | None) -> None:
         session_start = time.perf_counter()
