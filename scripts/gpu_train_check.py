@@ -30,11 +30,9 @@ from ivfg.evaluation.baseline import eer_threshold
 from ivfg.gan.export import generator_from_state
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
-from ivfg.projector.network import Projector
-from ivfg.projector.pipeline import TrainPaths
+from ivfg.projector.pipeline import TrainPaths, untrained_virtual_faces
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, choose_validation_faces
-from ivfg.virtual import VirtualFaces
 
 
 def bundle(args) -> None:
@@ -74,11 +72,7 @@ def run(args) -> None:
                                        for b in data["val_faces"]])).permute(0, 3, 1, 2).contiguous()
     check = ValidationCheck(faces, data["val_identities"], data["val_embeddings"], evaluator, data["threshold"],
                             cfg.key_bits, cfg.seed, cfg.grid_identities)
-    torch.manual_seed(cfg.seed)
-    projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim)
-    projector.w_avg.copy_(generator.w_avg.cpu())
-    virtual = VirtualFaces(encoder, projector.to(device), generator)
+    virtual = untrained_virtual_faces(cfg, encoder, generator, device)
     start = time.perf_counter()
 
     def end_of_epoch(epoch: int) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ivfg.config import ConfigError, Params
+from ivfg.config import ConfigError, Params, TrainConfig
 from ivfg.data.split import read_split
 from ivfg.device import resolve_device
 from ivfg.evaluation.baseline import eer_threshold
@@ -40,6 +40,15 @@ class TrainPaths:
     out: Path = Path("models/projector.pt")
     plots: Path = Path("plots/train.csv")
     val_plots: Path = Path("plots/train_val.csv")
+
+
+def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.device) -> VirtualFaces:
+    """T(x, k) with a freshly seeded P that starts at the generator's w-bar."""
+    torch.manual_seed(cfg.seed)
+    projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
+                          cfg.hidden_dim)
+    projector.w_avg.copy_(generator.w_avg.cpu())
+    return VirtualFaces(encoder, projector.to(device), generator)
 
 
 def interrupted_run_id(paths: TrainPaths) -> str | None:
@@ -95,11 +104,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
                             frozen_embeddings(encoder, paths.aligned, val_images, 32, device, cache),
                             evaluator, threshold, cfg.key_bits, cfg.seed, cfg.grid_identities)
 
-    torch.manual_seed(cfg.seed)
-    projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim)
-    projector.w_avg.copy_(generator.w_avg.cpu())
-    virtual = VirtualFaces(encoder, projector.to(device), generator)
+    virtual = untrained_virtual_faces(cfg, encoder, generator, device)
     settings = training_settings(cfg, encoder=models.encoder, train_recognizer=models.train_recognizer,
                                  generator=sha256_file(paths.generator), triplets=sha256_file(paths.triplets))
 

@@ -141,7 +141,8 @@ class ProjectorTrainer:
         e = self.encoder_embeddings
         embeddings = torch.cat([e[x1], e[x1], e[x2], e[y]])
         keys = torch.cat([k1, k2, k1, k1])
-        latents = self.virtual.latents(embeddings, keys)
+        # The keys were just drawn, so they skip T's checks of a user's key (a device sync per step on a GPU).
+        latents = self.projector(embeddings, keys)
         with self.autocast():
             faces = self.virtual.render(latents)
             features = self.recognizer.embed(faces).float()

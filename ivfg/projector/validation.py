@@ -17,16 +17,13 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.utils import make_grid
 
 from ivfg.evaluation.verification import verification_metrics
+from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces
-
-FRAME = 128
-
 
 def module_device(module: torch.nn.Module) -> torch.device:
     """Where a module's tensors live (the CPU for one without any, such as dlib's)."""
@@ -80,21 +77,15 @@ class ValidationCheck:
         self.key_a = per_identity[self.labels]                          # Set-A: each identity its own key
         self.key_other = other_keys(per_identity, g)[self.labels]       # another key, for diversity
         self.key_b = random_keys(1, key_bits, g)[0]  # Set-B: one key for everyone
-        self.original = self._embed(self._frame(faces.float() / 255))
+        self.original = self._embed(to_frame(faces.float() / 255))
         firsts = [int(np.flatnonzero(self.labels == k)[0]) for k in range(len(names))]
         seconds = [int(np.flatnonzero(self.labels == k)[1]) for k in range(len(names))]
         self.grid_pairs = list(zip(firsts, seconds))[:grid_identities]
 
-    @staticmethod
-    def _frame(images01: torch.Tensor) -> torch.Tensor:
-        if images01.shape[-1] == FRAME:
-            return images01
-        return F.interpolate(images01, size=(FRAME, FRAME), mode="bilinear", align_corners=False)
-
     @torch.no_grad()
     def _embed(self, images01: torch.Tensor, batch: int = 64) -> torch.Tensor:
         device = module_device(self.recognizer)
-        return torch.cat([self.recognizer.embed(self._frame(images01[i:i + batch]).to(device)).float().cpu()
+        return torch.cat([self.recognizer.embed(to_frame(images01[i:i + batch]).to(device)).float().cpu()
                           for i in range(0, len(images01), batch)])
 
     def _different(self, a: torch.Tensor, b: torch.Tensor) -> float:
@@ -126,6 +117,6 @@ class ValidationCheck:
         e1, e2 = self.embeddings[first], self.embeddings[second]
         columns = [x1, x2, virtual.generate(e1, self.key_a[first]), virtual.generate(e2, self.key_a[first]),
                    virtual.generate(e1, self.key_other[first])]
-        columns = [self._frame(c) for c in columns]
+        columns = [to_frame(c) for c in columns]
         tiles = torch.stack(columns, dim=1).flatten(0, 1)
         return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
