@@ -196,6 +196,38 @@ class TrainConfig(Section):
     amp: Literal["auto", "fp32", "bf16"] = "auto"
 
 
+class EvaluateConfig(Section):
+    """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
+    recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
+    # Evaluating with the recognizer P was trained against only shows what training optimised: refused
+    # unless forced, and then labelled as such in every output.
+    allow_train_recognizer: bool = False
+    repeats: int = Field(3, ge=1, le=100)        # independent draws of keys; figures are mean ± std
+    max_images: int | None = Field(None, ge=4)   # test faces used (whole identities, seeded); null: all
+    fid_dims: list[Literal[192, 2048]] = Field(default_factory=lambda: [192, 2048], min_length=1)
+    pixel_size: int = Field(18, ge=1, le=1024)   # pixelization baseline
+    blur_kernel: int = Field(37, ge=1, le=1023)  # Gaussian blur baseline
+    blur_sigma: float = Field(6.0, gt=0)
+    attack_targets: int = Field(20, ge=0)        # key search: (photo, virtual face) pairs attacked per repeat
+    attack_budget: int = Field(256, ge=1)        # keys tried per target (exhaustive when the key space fits)
+    grid_identities: int = Field(8, ge=1, le=64)
+    tsne_identities: int = Field(10, ge=2, le=20)
+    workers: int = Field(2, ge=1, le=64)         # processes for a recognizer that cannot use threads (dlib)
+    batch: int = Field(64, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    # bf16 autocast for Inception (FID) and the key-search attacker where the device runs it natively;
+    # the evaluation recognizer and E always run in fp32.
+    amp: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @field_validator("blur_kernel")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"a Gaussian kernel needs an odd size, got {value}")
+        return value
+
+
 class Params(Section):
     download: DownloadConfig = DownloadConfig()
     align: AlignConfig = AlignConfig()
@@ -205,6 +237,7 @@ class Params(Section):
     baseline: BaselineConfig = BaselineConfig()
     pretrain_gan: GanConfig | None = None
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
 
 def _describe(error: dict) -> str:

@@ -6,6 +6,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 
@@ -114,3 +115,19 @@ def verification_metrics(labels: np.ndarray, scores: np.ndarray, folds: np.ndarr
     if folds is not None:
         metrics["accuracy"], metrics["accuracy_std"] = kfold_accuracy(labels, scores, np.asarray(folds))
     return metrics
+
+
+def decisions(same: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """What a product meets at a fixed threshold τ: the shares of same-person pairs accepted and of
+    different-person pairs rejected (NaN where there are none)."""
+    return {"genuine_accepted": float((scores[same] >= threshold).mean()) if same.any() else float("nan"),
+            "impostor_rejected": float((scores[~same] < threshold).mean()) if (~same).any() else float("nan")}
+
+
+def pair_metrics(recognizer, emb: torch.Tensor, labels: np.ndarray, threshold: float) -> dict:
+    """Every pair (i < j) inside one set of embeddings: EER and AUC, and the decisions at τ."""
+    scores = recognizer.score(emb[:, None], emb[None, :]).numpy()
+    i, j = np.triu_indices(len(labels), k=1)
+    same = labels[i] == labels[j]
+    s = scores[i, j]
+    return {**verification_metrics(same, s), **decisions(same, s, threshold)}

@@ -9,26 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
+from ivfg.evaluation.fid import frechet_distance, gaussian, inception_features
 from ivfg.models.inception import InceptionFeatures
 from ivfg.models.recognizers import Recognizer
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """FID between two Gaussians (Heusel et al. 2017), as pytorch-fid computes it."""
-    diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
-def gaussian(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    x = features.double().cpu().numpy()
-    return x.mean(0), np.cov(x, rowvar=False)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -65,12 +49,7 @@ class GanEvaluator:
         self._real_cache: dict[int, dict] = {}
 
     def _features(self, images01: torch.Tensor) -> dict[int, torch.Tensor]:
-        out: dict[int, list[torch.Tensor]] = {d: [] for d in self.fid_dims}
-        for i in range(0, len(images01), self.batch):
-            feats = self.inception(images01[i:i + self.batch].to(self.device), self.fid_dims)
-            for k in out:
-                out[k].append(feats[k].cpu())
-        return {k: torch.cat(v) for k, v in out.items()}
+        return inception_features(self.inception, images01, self.fid_dims, self.device, self.batch)
 
     def _embed(self, images01: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.recognizer.embed(to_frame(images01[i:i + self.batch]).to(self.device)).cpu()

@@ -89,23 +89,70 @@ class FaceNet(Recognizer):
         return self.net((resize(images, 160) * 255.0 - 127.5) / 128.0)
 
 
+_WORKER: "DlibResNet | None" = None  # the model inside a worker process
+
+
+def _start_worker(model_path: str, landmarks_path: str) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = DlibResNet(model_path, landmarks_path)
+
+
+def _embed_in_worker(faces: np.ndarray) -> np.ndarray:
+    return _WORKER._descriptors(faces)
+
+
 class DlibResNet(Recognizer):
     """dlib's ResNet face descriptor (128-d), scored by L2 distance; not differentiable.
 
     dlib locates its own 5 landmarks on the canonical crop and cuts its own 150x150 face chip.
+    dlib holds Python's lock while it computes, so threads do not help: `workers` > 1 spreads large
+    batches over that many processes (same descriptors, face for face).
     """
 
     name = "dlib-resnet"
     differentiable = False
     embedding_dim = 128
+    chunk = 32  # faces per task sent to a worker
 
-    def __init__(self, model_path: str | Path, landmarks_path: str | Path):
+    def __init__(self, model_path: str | Path, landmarks_path: str | Path, workers: int = 1):
         super().__init__()
         import dlib
 
         self._dlib = dlib
+        self.paths = (str(model_path), str(landmarks_path))
         self.descriptor = dlib.face_recognition_model_v1(str(model_path))
         self.landmarks = dlib.shape_predictor(str(landmarks_path))
+        self.workers = workers
+        self._pool = None
+
+    def _descriptors(self, faces: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 -> (B, 128) float32."""
+        out = []
+        for img in faces:
+            img = np.ascontiguousarray(img)
+            shape = self.landmarks(img, self._face_box(img.shape[0]))
+            out.append(np.asarray(self.descriptor.compute_face_descriptor(img, shape), dtype=np.float32))
+        return np.stack(out) if out else np.zeros((0, self.embedding_dim), np.float32)
+
+    def _map(self, faces: np.ndarray) -> np.ndarray:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: a forked copy of a process running torch's thread pool can deadlock.
+            self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=self.paths)
+        chunks = [faces[i:i + self.chunk] for i in range(0, len(faces), self.chunk)]
+        return np.concatenate(list(self._pool.map(_embed_in_worker, chunks)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def _face_box(self, size: int):
         # The median box dlib's own HOG detector draws on canonical 128x128 LFW crops (30 images),
@@ -116,12 +163,8 @@ class DlibResNet(Recognizer):
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         arrays = (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        out = []
-        for img in arrays:
-            img = np.ascontiguousarray(img)
-            shape = self.landmarks(img, self._face_box(img.shape[0]))
-            out.append(np.asarray(self.descriptor.compute_face_descriptor(img, shape), dtype=np.float32))
-        return torch.from_numpy(np.stack(out)).to(images.device)
+        parallel = self.workers > 1 and len(arrays) > self.chunk
+        return torch.from_numpy(self._map(arrays) if parallel else self._descriptors(arrays)).to(images.device)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return -torch.linalg.vector_norm(a - b, dim=-1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from ivfg.evaluation.verification import verification_metrics
+from ivfg.evaluation.verification import pair_metrics
 from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
@@ -49,18 +49,6 @@ def choose_validation_faces(rows: list[dict[str, str]], count: int, seed: int, p
             break
         chosen += [{"image": image, "identity": ident} for image in take]
     return chosen
-
-
-def pair_metrics(recognizer: Recognizer, emb: torch.Tensor, labels: np.ndarray, threshold: float) -> dict:
-    """Every pair (i < j) inside one set: EER and AUC, and the decisions at τ."""
-    scores = recognizer.score(emb[:, None], emb[None, :]).numpy()
-    i, j = np.triu_indices(len(labels), k=1)
-    same = labels[i] == labels[j]
-    s = scores[i, j]
-    out = verification_metrics(same, s)
-    out["genuine_accepted"] = float((s[same] >= threshold).mean()) if same.any() else float("nan")
-    out["impostor_rejected"] = float((s[~same] < threshold).mean()) if (~same).any() else float("nan")
-    return out
 
 
 class ValidationCheck:

@@ -1,0 +1,188 @@
+"""The face sets the evaluation reads, each made once and measured once.
+
+For the test faces x of one dataset and repeat r (an independent draw of keys):
+- original: x itself;
+- set_a: T(x, k_id), each identity its own key; set_b: T(x, k), one key for everyone;
+- recovered: T(T(x, k_id), k_id), the virtual face put through T again under its own key;
+- pixelization, blur: the baselines (no key, so one set for all repeats).
+Images are kept as uint8, as a user would store them, at the size they come out (the generator's for
+virtual faces); readers resize to the canonical frame. Evaluation embeddings, Inception features and
+MTCNN detections are memoised per set, so every metric that needs one reuses it, and the seconds each
+kind of work takes are counted in `seconds`.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ivfg.evaluation.fid import inception_features
+from ivfg.gan.metrics import to_frame
+from ivfg.keys import distinct_keys, random_keys
+from ivfg.models.recognizers import Recognizer
+from ivfg.virtual import VirtualFaces
+
+KEYED = ("set_a", "set_b", "recovered")
+UNKEYED = ("original", "pixelization", "blur")
+
+
+@dataclass(frozen=True)
+class KeyDraw:
+    per_face_a: torch.Tensor   # (N, bits): the key of each face's identity (Set-A)
+    set_b: torch.Tensor        # (bits,): the one key of Set-B
+
+
+def draw_keys(labels: np.ndarray, key_bits: int, seed: int, repeat: int) -> KeyDraw:
+    """Set-A: a distinct key per identity while the key space allows (with 8 bits, 256 keys for more
+    people: they are reused in turn); Set-B: one more key. Independent for each repeat."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + repeat)
+    identities = int(labels.max()) + 1
+    keys = distinct_keys(min(identities, 2 ** min(key_bits, 62)), key_bits, g)
+    per_identity = keys[torch.arange(identities) % len(keys)]
+    return KeyDraw(per_identity[torch.from_numpy(labels)], random_keys(1, key_bits, g)[0])
+
+
+def to_uint8(images01: torch.Tensor) -> torch.Tensor:
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255
+
+
+class FaceSets:
+    def __init__(self, faces: torch.Tensor, identities: list[str], virtual: VirtualFaces, recognizer: Recognizer,
+                 threshold: float, seed: int, device: torch.device, baselines: dict[str, Callable] | None = None,
+                 inception=None, detector=None, fid_dims: tuple[int, ...] = (192, 2048), batch: int = 64,
+                 autocast: Callable = contextlib.nullcontext):
+        """faces: uint8 (N, 3, S, S) in the canonical frame; identities: one name per face."""
+        names = sorted(set(identities))
+        self.identities = names
+        self.labels = np.array([names.index(i) for i in identities])
+        self.faces, self.virtual, self.recognizer = faces, virtual, recognizer
+        self.threshold, self.seed, self.device = threshold, seed, device
+        self.baselines = baselines or {}
+        self.inception, self.detector, self.fid_dims, self.batch = inception, detector, tuple(fid_dims), batch
+        self.autocast = autocast  # for Inception only
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._memo: dict[tuple, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def key_bits(self) -> int:
+        return self.virtual.key_bits
+
+    @contextlib.contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - start
+
+    def _cached(self, key: tuple, make: Callable[[], object]):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    @staticmethod
+    def _slot(name: str, repeat: int) -> tuple[str, int]:
+        """Sets without a key are the same in every repeat."""
+        return (name, repeat if name in KEYED else 0)
+
+    # -- what the metrics read -------------------------------------------------------------------
+
+    def keys(self, repeat: int) -> KeyDraw:
+        return self._cached(("keys", repeat), lambda: draw_keys(self.labels, self.key_bits, self.seed, repeat))
+
+    def encodings(self) -> torch.Tensor:
+        """E(x) of the originals: computed once, reused under every key."""
+        return self._cached(("encodings",), lambda: self._encode(self.faces))
+
+    def images(self, name: str, repeat: int = 0) -> torch.Tensor:
+        return self._cached(("images", *self._slot(name, repeat)), lambda: self._make(name, repeat))
+
+    def embeddings(self, name: str, repeat: int = 0) -> torch.Tensor:
+        """The evaluation recognizer's embeddings of a set, in the canonical frame."""
+        def make():
+            images = self.images(name, repeat)
+            with self.timed("embed"):
+                chunk = 256  # large enough to keep a recognizer's worker processes busy
+                return torch.cat([self.recognizer.embed(to_frame(as_float(images[i:i + chunk])).to(self.device))
+                                  .float().cpu() for i in tqdm(range(0, len(images), chunk), leave=False,
+                                                               desc=f"embed {name} r{repeat}")])
+        return self._cached(("embeddings", *self._slot(name, repeat)), make)
+
+    def features(self, name: str, repeat: int = 0) -> dict[int, torch.Tensor]:
+        """Inception features of a set shown in the canonical frame (what a viewer of the output sees)."""
+        def make():
+            images = self.images(name, repeat)
+            with self.timed("inception"), self.autocast():
+                return inception_features(self.inception, _Framed(images), self.fid_dims, self.device, self.batch)
+        return self._cached(("features", *self._slot(name, repeat)), make)
+
+    def detected(self, name: str, repeat: int = 0) -> np.ndarray:
+        """Whether MTCNN finds a face in each image of a set, shown in the canonical frame."""
+        def make():
+            images = self.images(name, repeat)
+            with self.timed("detect"):
+                found = []
+                for i in range(0, len(images), self.batch):
+                    frames = to_uint8(to_frame(as_float(images[i:i + self.batch])))
+                    pictures = [Image.fromarray(a) for a in frames.permute(0, 2, 3, 1).numpy()]
+                    found += [d is not None for d in self.detector.detect(pictures)]
+                return np.array(found, dtype=bool)
+        return self._cached(("detected", *self._slot(name, repeat)), make)
+
+    def score(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+        return self.recognizer.score(a, b).numpy()
+
+    # -- how the sets are made ---------------------------------------------------------------------
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        with self.timed("encode"):
+            out = [self.virtual.embed(to_frame(as_float(images[i:i + self.batch])).to(self.device)).float().cpu()
+                   for i in range(0, len(images), self.batch)]
+            return torch.cat(out)
+
+    def _generate(self, encodings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        with self.timed("generate"):
+            return to_uint8(self.virtual.generate(encodings, keys, self.batch))
+
+    def _make(self, name: str, repeat: int) -> torch.Tensor:
+        if name == "original":
+            return self.faces
+        if name in self.baselines:
+            with self.timed("baselines"):
+                return torch.cat([to_uint8(self.baselines[name](as_float(self.faces[i:i + self.batch]), None))
+                                  for i in range(0, len(self.faces), self.batch)])
+        keys = self.keys(repeat)
+        if name == "set_a":
+            return self._generate(self.encodings(), keys.per_face_a)
+        if name == "set_b":
+            return self._generate(self.encodings(), keys.set_b)
+        if name == "recovered":
+            return self._generate(self._encode(self.images("set_a", repeat)), keys.per_face_a)
+        raise KeyError(f"unknown face set '{name}'; known: {', '.join(KEYED + UNKEYED)}")
+
+
+class _Framed:
+    """uint8 images shown in the canonical frame, batch by batch (a full set at 128 px would be large)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return to_frame(as_float(self.images[index]))

@@ -1,0 +1,159 @@
+"""The `evaluate` stage's work, from files to files: T(x, k) from the trained model on the test faces,
+every metric of the paper (and the attacks it leaves out), its figures, and a table beside the paper's."""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ivfg.config import AlignConfig, ConfigError, EvaluateConfig, Params
+from ivfg.data.align import FaceAligner
+from ivfg.data.split import read_split
+from ivfg.device import autocast_for, resolve_device
+from ivfg.evaluation import figures as fig
+from ivfg.evaluation.baseline import eer_threshold
+from ivfg.evaluation.facesets import FaceSets
+from ivfg.evaluation.metrics import METRICS, AttackSettings, run_metrics
+from ivfg.evaluation.obfuscation import GaussianBlur, Pixelization
+from ivfg.evaluation.paper import LFW_ROWS, comparison_table
+from ivfg.fileio import atomic_path, write_text
+from ivfg.models.registry import build_inception, build_recognizer
+from ivfg.projector.data import load_faces
+from ivfg.tracking import StageRun
+from ivfg.virtual import VirtualFaces, load_virtual_faces
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluatePaths:
+    aligned: Path = Path("data/aligned")
+    split: Path = Path("data/split.csv")
+    baseline: Path = Path("metrics/baseline.json")
+    projector: Path = Path("models/projector.pt")
+    generator: Path = Path("models/generator.pt")
+    plots: Path = Path("plots/evaluate")
+    report: Path = Path("reports/evaluate.md")
+
+
+def recognizer_role(cfg: EvaluateConfig, train_recognizer: str) -> str:
+    """'evaluation', or 'training' where the evaluator is the recognizer P was trained against (refused
+    unless forced: its figures show what training optimised, not what an independent system sees)."""
+    if cfg.recognizer != train_recognizer:
+        return "evaluation"
+    if not cfg.allow_train_recognizer:
+        raise ConfigError(f"evaluate.recognizer '{cfg.recognizer}' is the recognizer the projector was trained "
+                          "against (models.train_recognizer): its figures are not independent. Choose another, "
+                          "or set evaluate.allow_train_recognizer: true to see what the training recognizer believes")
+    return "training"
+
+
+def choose_faces(rows: list[dict[str, str]], max_images: int | None, seed: int) -> list[dict[str, str]]:
+    """All rows, or whole identities in a seeded order until `max_images` (pairs stay within a person)."""
+    if max_images is None or len(rows) <= max_images:
+        return rows
+    identities = sorted({r["identity"] for r in rows})
+    chosen: set[str] = set()
+    count = 0
+    sizes = {i: sum(r["identity"] == i for r in rows) for i in identities}
+    for k in np.random.default_rng(seed).permutation(len(identities)):
+        if count + sizes[identities[k]] <= max_images:
+            chosen.add(identities[k])
+            count += sizes[identities[k]]
+    return [r for r in rows if r["identity"] in chosen]
+
+
+def build_face_sets(cfg: EvaluateConfig, virtual: VirtualFaces, faces: torch.Tensor, identities: list[str],
+                    threshold: float, device: torch.device, weights: dict) -> FaceSets:
+    """The sets with the evaluation recognizer (fp32), Inception, MTCNN at its default thresholds and
+    the two baselines."""
+    recognizer = build_recognizer(cfg.recognizer, device, weights, workers=cfg.workers)
+    baselines = {"pixelization": Pixelization(cfg.pixel_size), "blur": GaussianBlur(cfg.blur_kernel, cfg.blur_sigma)}
+    return FaceSets(faces, identities, virtual, recognizer, threshold, cfg.seed, device, baselines,
+                    inception=build_inception(device, weights), detector=FaceAligner(AlignConfig(device=str(device))),
+                    fid_dims=tuple(cfg.fid_dims), batch=cfg.batch, autocast=autocast_for(cfg, device))
+
+
+def evaluate_sets(sets: FaceSets, cfg: EvaluateConfig, attacker) -> dict:
+    """Every registered metric, summarised over `cfg.repeats` draws of keys."""
+    attack = AttackSettings(attacker, cfg.attack_targets, cfg.attack_budget, autocast_for(cfg, sets.device))
+    return run_metrics(sets, list(METRICS), cfg.repeats, attack=attack)
+
+
+def write_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], directory: Path) -> list[Path]:
+    """One CSV per curve (fpr, tpr), for `dvc plots`."""
+    written = []
+    for name, (fpr, tpr) in curves.items():
+        path = directory / "roc" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["fpr", "tpr"])
+            writer.writerows([f"{f:.6g}", f"{t:.6g}"] for f, t in zip(fpr, tpr))
+        written.append(path)
+    return written
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="png")
+
+
+def draw_figures(sets: FaceSets, cfg: EvaluateConfig, directory: Path, label: str, run: StageRun) -> dict:
+    """Fig. 3-6 and the ROC curves as PNG (and CSV for the curves), logged to the MLflow run."""
+    grid = fig.identity_grid(sets, cfg.grid_identities, cfg.seed)
+    keys = fig.key_grid(sets, min(4, cfg.grid_identities), 8, cfg.seed)
+    save_png(grid, directory / "identity_grid.png")
+    save_png(keys, directory / "key_grid.png")
+    curves = {name: fig.set_roc(sets, name) for name in ("original", "set_a", "set_b")}
+    csvs = write_roc(curves, directory)
+    fig.roc_png({"Original": curves["original"], "Set-A": curves["set_a"], "Set-B": curves["set_b"]},
+                directory / "roc.png", f"{label}: verification inside each set")
+    people = fig.tsne_png(sets, cfg.tsne_identities, directory / "tsne.png", cfg.seed,
+                          f"{label}: colour = person, marker = key", cfg.repeats)
+    for path in [*(directory / n for n in ("identity_grid.png", "key_grid.png", "roc.png", "tsne.png")), *csvs]:
+        if path.is_file():
+            run.log_artifact(path, "figures" if path.suffix == ".png" else "figures/roc")
+    return {"tsne_identities": people}
+
+
+def evaluate_model(params: Params, paths: EvaluatePaths, run: StageRun) -> dict:
+    """The stage: returns the figures written to its metrics file."""
+    cfg, models = params.evaluate, params.models
+    role = recognizer_role(cfg, models.train_recognizer)
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    threshold = eer_threshold(paths.baseline, cfg.recognizer)
+    # E's fast form: equal to float rounding, twice as fast; it runs on every original and virtual face.
+    virtual = load_virtual_faces(paths.projector, paths.generator, device, models.weights, fast=True)
+    rows = choose_faces(read_split(paths.split)["test"], cfg.max_images, cfg.seed)
+    if len({r["identity"] for r in rows}) < 2:
+        raise ValueError(f"{paths.split}: the test split needs at least two identities to evaluate on")
+    faces = load_faces(paths.aligned, [r["image"] for r in rows])
+    sets = build_face_sets(cfg, virtual, faces, [r["identity"] for r in rows], threshold, device, models.weights)
+    attacker = build_recognizer(virtual.model_info.get("encoder", models.encoder), device, models.weights, fast=True)
+    label = f"LFW test, {cfg.recognizer}" + (" (the training recognizer)" if role == "training" else "")
+    run.log_params({"evaluate": cfg.model_dump(mode="json"), "threshold": threshold, "test_faces": len(rows),
+                    "recognizer_role": role, "key_bits": virtual.key_bits, "device": str(device)})
+
+    results = evaluate_sets(sets, cfg, attacker)
+    with sets.timed("figures"):
+        extra = draw_figures(sets, cfg, paths.plots, label, run)
+    figures = {"recognizer": cfg.recognizer, "recognizer_role": role, "threshold": threshold,
+               "key_bits": virtual.key_bits, "repeats": cfg.repeats, "test_faces": len(rows),
+               "test_identities": len(sets.identities), **results, **extra}
+    figures["seconds"] = {**{k: round(v, 1) for k, v in sets.seconds.items()},
+                          "total": round(time.perf_counter() - start, 1)}
+    heading = f"{label}: this run against the paper" + \
+        (" — NOT an independent evaluation: this recognizer trained P" if role == "training" else "")
+    write_text(paths.report, comparison_table(figures, LFW_ROWS, virtual.key_bits, cfg.repeats, heading))
+    run.log_artifact(paths.report)
+    run.log_metrics({k: v for k, v in figures.items() if k not in ("recognizer", "recognizer_role")})
+    return figures

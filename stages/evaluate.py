@@ -1,0 +1,28 @@
+"""DVC stage `evaluate`: the paper's tables and figures on the test split, and the attacks it leaves out."""
+import argparse
+from pathlib import Path
+
+from ivfg.config import load_params
+from ivfg.evaluation.pipeline import EvaluatePaths, evaluate_model
+from ivfg.stage import run_main
+from ivfg.tracking import stage_run, write_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    defaults = EvaluatePaths()
+    for name, value in vars(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=value)
+    parser.add_argument("--metrics", default="metrics/evaluate.json")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    paths = EvaluatePaths(**{name: getattr(args, name) for name in vars(defaults)})
+    tracked = {"evaluate": params.evaluate.model_dump(mode="json"), "models": params.models.model_dump(mode="json")}
+    with stage_run("evaluate", params=tracked) as run:
+        figures = evaluate_model(params, paths, run)
+    write_metrics(args.metrics, figures)
+
+
+if __name__ == "__main__":
+    run_main("evaluate", main)
