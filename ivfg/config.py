@@ -196,6 +196,15 @@ class TrainConfig(Section):
     amp: Literal["auto", "fp32", "bf16"] = "auto"
 
 
+class CelebaConfig(Section):
+    """CelebA for the cross-dataset evaluation (Table 2): a folder of its images, or a .tgz/.tar of one,
+    and the official identity_CelebA.txt. Aligned by the align stage's code and settings."""
+    images: str = "../shared/data/celeba-dev/img_align_celeba_small.tgz"
+    identities: str = "../shared/data/celeba-dev/identity_CelebA.txt"
+    max_images: int | None = Field(600, ge=4)   # whole identities with >= 2 images, seeded; null: all
+    seed: int = Field(0, ge=0)
+
+
 class EvaluateConfig(Section):
     """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
     recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
@@ -238,6 +247,7 @@ class Params(Section):
     pretrain_gan: GanConfig | None = None
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    celeba: CelebaConfig = CelebaConfig()
 
 
 def _describe(error: dict) -> str:

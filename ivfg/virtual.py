@@ -96,3 +96,55 @@ def load_virtual_faces(projector_path: str | Path, generator_path: str | Path, d
     virtual = VirtualFaces(encoder, projector, generator).eval()
     virtual.model_info = {k: v for k, v in state.items() if k not in ("state_dict", "projector")}
     return virtual
+
+
+MODEL_FORMAT = "ivfg-model/1"
+
+
+def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
+    """The one file a user needs (format `ivfg-model/1`): P with w-bar and the generator's synthesis
+    weights, the key length, the encoder's registry name, and the evaluation recognizer with its
+    threshold τ. Returns its description (everything but the weights)."""
+    projector, state = load_projector(projector_path)
+    generator = torch.load(Path(generator_path), map_location="cpu", weights_only=True)
+    if not isinstance(generator, dict) or "architecture" not in generator:
+        raise ValueError(f"{generator_path} is not a generator exported by the pretrain_gan stage")
+    if generator["architecture"]["style_dim"] != projector.style_dim:
+        raise ValueError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
+    info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
+            "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
+            "eval_threshold": state.get("eval_threshold"), "resolution": generator["architecture"]["resolution"]}
+    write_torch(path, {**info, "projector": projector.config(),
+                       "projector_state": {k: v.detach().cpu() for k, v in projector.state_dict().items()},
+                       "generator_architecture": generator["architecture"],
+                       "generator_state": generator["state_dict"]})
+    return info
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu",
+               weights: Mapping[str, str | None] | None = None, fast: bool = False) -> VirtualFaces:
+    """T(x, k) from one `ivfg-model/1` file: needs neither DVC nor any training code."""
+    from ivfg.gan.export import generator_from_architecture
+    from ivfg.models.registry import build_recognizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} is missing: make it with `dvc repro export` "
+                                "(or `make pipeline`), or give its path with --model")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
+        raise ValueError(f"{path} cannot be read as an IVFG model ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not an IVFG model file (format {found!r}, expected {MODEL_FORMAT!r})")
+    projector = Projector(**state["projector"])
+    projector.load_state_dict(state["projector_state"])
+    generator = generator_from_architecture(state["generator_architecture"])
+    generator.load_state_dict(state["generator_state"])
+    encoder = build_recognizer(state["encoder"], device, weights, fast=fast)
+    virtual = VirtualFaces(encoder, projector.eval().requires_grad_(False).to(device),
+                           generator.eval().requires_grad_(False).to(device)).eval()
+    virtual.model_info = {k: v for k, v in state.items() if not k.endswith(("_state", "_architecture"))
+                          and k != "projector"}
+    return virtual

@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: the paper's tables and figures on the test split, and the attacks it leaves out."""
+"""DVC stages `evaluate` (the paper's tables and figures on the LFW test split, and the attacks it leaves
+out) and `evaluate_celeba` (Table 2 on aligned CelebA faces: --dataset celeba --aligned data/celeba)."""
 import argparse
 from pathlib import Path
 
@@ -14,13 +15,15 @@ def main() -> None:
     defaults = EvaluatePaths()
     for name, value in vars(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=value)
+    parser.add_argument("--dataset", choices=["lfw", "celeba"], default="lfw")
     parser.add_argument("--metrics", default="metrics/evaluate.json")
     args = parser.parse_args()
     params = load_params(args.params)
     paths = EvaluatePaths(**{name: getattr(args, name) for name in vars(defaults)})
     tracked = {"evaluate": params.evaluate.model_dump(mode="json"), "models": params.models.model_dump(mode="json")}
-    with stage_run("evaluate", params=tracked) as run:
-        figures = evaluate_model(params, paths, run)
+    stage = "evaluate" if args.dataset == "lfw" else f"evaluate_{args.dataset}"
+    with stage_run(stage, params=tracked) as run:
+        figures = evaluate_model(params, paths, run, args.dataset)
     write_metrics(args.metrics, figures)
 
 

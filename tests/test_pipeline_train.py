@@ -1,6 +1,7 @@
-"""The projector's training through DVC on the tiny presets, as a user runs it: `dvc exp run` of the
-whole pipeline, then `dvc exp run -S train.key_bits=128`, which reruns `train` alone. Checks the model,
-the curves, the MLflow run, and that no key reaches any log, parameter, metric or artifact."""
+"""The projector's training and its evaluation through DVC on the tiny presets, as a user runs them:
+`dvc exp run` of the whole pipeline, then `dvc exp run -S train.key_bits=128`, which reruns `train` and
+`evaluate` alone. Checks the model, the curves, the tables and figures, the MLflow runs, `dvc exp show`
+side by side, and that no key reaches any log, parameter, metric or artifact."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,12 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import REPO_ROOT, LfwSubset
+from tests.helpers import REPO_ROOT, LfwSubset, shared_data_dir
 from tests.test_pipeline_dvc import dvc, make_project, mlflow_runs, read_csv, run
 
 pytestmark = pytest.mark.slow
-STAGES = ("download", "align", "split", "triplets", "baseline", "pretrain_gan", "train")
+STAGES = ("download", "align", "split", "triplets", "baseline", "pretrain_gan", "train", "evaluate", "export", "celeba_align",
+          "evaluate_celeba")
 # A key written out: 32 or more binary digits in a row, or 16 or more 0/1 numbers in a list.
 KEY_TEXT = re.compile(rb"[01]{32,}|(?:[01](?:\.0)?,\s*){16,}")
 
@@ -29,11 +31,21 @@ SMALL = ["-S", "baseline.recognizers=[dlib-resnet]", "-S", "pretrain_gan.amp=fp3
          "-S", "split.train=0.6", "-S", "split.val=0.2", "-S", "split.test=0.2"]
 
 
+def celeba_args() -> list[str]:
+    """The CelebA development subset in shared/data, 16 of its faces."""
+    directory = shared_data_dir() / "celeba-dev"
+    if not (directory / "identity_CelebA.txt").is_file():
+        pytest.skip(f"the CelebA development subset is not at {directory}")
+    return ["-S", f"celeba.images={directory / 'img_align_celeba_small.tgz'}",
+            "-S", f"celeba.identities={directory / 'identity_CelebA.txt'}", "-S", "celeba.max_images=16"]
+
+
 @pytest.fixture(scope="module")
 def project(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("train") / "project"
     env = make_project(root, lfw_subset, STAGES)
-    first = dvc("exp", "run", *preset_args("pretrain_gan-tiny", "train-tiny"), *SMALL, project=root, env=env)
+    first = dvc("exp", "run", *preset_args("pretrain_gan-tiny", "train-tiny", "evaluate-tiny"), *SMALL,
+                *celeba_args(), project=root, env=env)
     return root, env, first
 
 
@@ -86,17 +98,88 @@ def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
     assert "projector.pt" in artifacts and "images" in artifacts  # log_image keeps stepped images there
 
 
-def test_a_128_bit_experiment_reruns_only_train(project):
+TABLE_ROWS = ("original", "set_a", "set_b", "protection", "diversity", "recoverability", "detection",
+              "fid_virtual", "baselines", "linkage", "key_search")
+
+
+def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_paper(project):
+    root, _, output = project
+    assert "Running stage 'evaluate'" in output, output
+    figures = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert set(TABLE_ROWS) <= set(figures), sorted(figures)
+    assert figures["recognizer"] == "dlib-resnet" and figures["recognizer_role"] == "evaluation"
+    assert figures["repeats"] == 2 and figures["key_bits"] == 8 and figures["identities"] >= 2
+    n = figures["faces"]
+    assert figures["set_a"]["pairs"] == n * (n - 1) // 2 and "eer_std" in figures["set_a"]
+    for row in ("protection", "diversity", "recoverability", "detection"):
+        assert 0.0 <= figures[row]["rate"] <= 1.0, row
+    assert set(figures["baselines"]) == {"pixelization", "blur"}
+    assert {"detection", "fid192", "protection"} <= set(figures["baselines"]["blur"])
+    assert figures["fid_virtual"]["fid192"] > 0
+    search = figures["key_search"]
+    assert search["exhaustive"] == 1 and search["candidates"] == 256  # all 8-bit keys
+    assert set(figures["seconds"]) >= {"embed", "generate", "inception", "detect", "total"}
+    for name in ("identity_grid", "key_grid", "roc"):
+        assert (root / "plots" / "evaluate" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_csv(root / "plots" / "evaluate" / "roc" / "set_a.csv")[0].keys() == {"fpr", "tpr"}
+    report = (root / "reports" / "evaluate.md").read_text()
+    assert "| Set-A EER |" in report and "0.018 ± 0.005" in report and "| Protection rate |" in report
+
+
+def test_celeba_is_aligned_by_identity_and_evaluated_for_table_2(project):
+    root, _, output = project
+    assert "Running stage 'celeba_align'" in output and "Running stage 'evaluate_celeba'" in output
+    prepared = json.loads((root / "metrics" / "celeba_align.json").read_text())
+    assert prepared["chosen"] <= 16 and prepared["found"] == prepared["chosen"] and prepared["aligned"] >= 4
+    rows = read_csv(root / "data" / "celeba" / "index.csv")
+    assert all(r["image"].startswith(f"images/{r['identity']}/") for r in rows)
+    figures = json.loads((root / "metrics" / "evaluate_celeba.json").read_text())
+    assert figures["dataset"] == "celeba" and figures["faces"] == len(rows)
+    assert {"original", "set_a", "set_b", "protection", "diversity"} <= set(figures)
+    assert "key_search" not in figures and "eer" in figures["original"]
+    report = (root / "reports" / "evaluate_celeba.md").read_text()
+    assert "CelebA" in report and "0.035 ± 0.002" in report
+    # The lock records the external data by hash, so changed data reruns the stage.
+    lock = (root / "dvc.lock").read_text()
+    assert "identity_CelebA.txt" in lock and "img_align_celeba_small.tgz" in lock
+
+
+def test_a_128_bit_experiment_reruns_train_and_evaluate_and_both_show_side_by_side(project):
+    import mlflow
+
     from ivfg.virtual import load_projector
 
     root, env, _ = project
     output = dvc("exp", "run", "-S", "train.key_bits=128", project=root, env=env)
     ran = re.findall(r"Running stage '(\w+)'", output)
-    assert ran == ["train"], output
+    assert sorted(ran) == ["evaluate", "evaluate_celeba", "export", "train"], output
     projector, _ = load_projector(root / "models" / "projector.pt")
     assert projector.key_bits == 128 and projector.mlp[0].in_features == 128 + 128
-    shown = dvc("exp", "show", "--csv", project=root, env=env)
-    assert "train.key_bits" in shown.splitlines()[0] or "key_bits" in shown.splitlines()[0]
+    figures = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert figures["key_bits"] == 128 and figures["key_search"]["exhaustive"] == 0
+
+    shown = json.loads(dvc("exp", "show", "--json", project=root, env=env))
+    experiments = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp["revs"]:
+                data = revision["data"]
+                evaluate = data["metrics"]["metrics/evaluate.json"]["data"]
+                experiments[revision["name"]] = (data["params"]["params.yaml"]["data"]["train"]["key_bits"],
+                                                 evaluate["set_a"]["eer"])
+    assert sorted(bits for bits, _ in experiments.values()) == [8, 128], experiments
+    # The MLflow UI finds both evaluations by experiment name.
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ivfg")
+    runs = [r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"]) if r.data.tags["stage"] == "evaluate"]
+    by_name = {r.data.tags["dvc.exp_name"]: r for r in runs}
+    assert set(experiments) <= set(by_name), (set(experiments), set(by_name))
+    for name in experiments:
+        run_ = by_name[name]
+        assert run_.info.run_name == f"{name}/evaluate" and run_.info.status == "FINISHED"
+        assert "set_a.eer" in run_.data.metrics and "protection.rate" in run_.data.metrics
+        found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dvc.exp_name` = '{name}'")
+        assert {r.data.tags["stage"] for r in found} >= {"train", "evaluate"}
 
 
 def test_no_key_reaches_logs_params_metrics_or_artifacts(project):
@@ -111,7 +194,7 @@ def test_no_key_reaches_logs_params_metrics_or_artifacts(project):
     for r in mlflow_runs(env["MLFLOW_TRACKING_URI"]):
         texts.append(json.dumps([r.data.params, r.data.tags, sorted(r.data.metrics)]).encode())
     for path in [*(root / "mlartifacts").rglob("*"), *(root / "metrics").rglob("*"), *(root / "plots").rglob("*"),
-                 *(root / "runs" / "train" / "samples").rglob("*")]:
+                 *(root / "reports").rglob("*"), *(root / "runs" / "train" / "samples").rglob("*")]:
         if path.is_file():
             texts.append(path.read_bytes())
     assert len(texts) > 10

@@ -8,14 +8,18 @@ For the test faces x of one dataset and repeat r (an independent draw of keys):
 Images are kept as uint8, as a user would store them, at the size they come out (the generator's for
 virtual faces); readers resize to the canonical frame. Evaluation embeddings, Inception features and
 MTCNN detections are memoised per set, so every metric that needs one reuses it, and the seconds each
-kind of work takes are counted in `seconds`.
+kind of work takes are counted in `seconds`. Those of the sets no key touches can also be kept on disk
+(`cache_dir`, keyed by the images' content and what measured them): an experiment that changes only
+the model, such as `-S train.key_bits=128`, then measures only its virtual faces.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ivfg.evaluation.fid import inception_features
+from ivfg.fileio import write_torch
 from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys, random_keys
 from ivfg.models.recognizers import Recognizer
@@ -61,7 +66,8 @@ class FaceSets:
     def __init__(self, faces: torch.Tensor, identities: list[str], virtual: VirtualFaces, recognizer: Recognizer,
                  threshold: float, seed: int, device: torch.device, baselines: dict[str, Callable] | None = None,
                  inception=None, detector=None, fid_dims: tuple[int, ...] = (192, 2048), batch: int = 64,
-                 autocast: Callable = contextlib.nullcontext):
+                 autocast: Callable = contextlib.nullcontext, precision: str = "fp32",
+                 cache_dir: Path | None = None):
         """faces: uint8 (N, 3, S, S) in the canonical frame; identities: one name per face."""
         names = sorted(set(identities))
         self.identities = names
@@ -70,7 +76,8 @@ class FaceSets:
         self.threshold, self.seed, self.device = threshold, seed, device
         self.baselines = baselines or {}
         self.inception, self.detector, self.fid_dims, self.batch = inception, detector, tuple(fid_dims), batch
-        self.autocast = autocast  # for Inception only
+        self.autocast, self.precision = autocast, precision  # for Inception only
+        self.cache_dir = cache_dir
         self.seconds: dict[str, float] = defaultdict(float)
         self._memo: dict[tuple, object] = {}
 
@@ -91,8 +98,26 @@ class FaceSets:
 
     def _cached(self, key: tuple, make: Callable[[], object]):
         if key not in self._memo:
-            self._memo[key] = make()
+            self._memo[key] = self._stored(key, make)
         return self._memo[key]
+
+    def _stored(self, key: tuple, make: Callable[[], object]):
+        """A measurement of a set without a key, from the disk cache when the same images were measured
+        the same way before."""
+        kind, name = key[0], key[1] if len(key) > 1 else None
+        if self.cache_dir is None or name not in UNKEYED or kind not in ("embeddings", "features", "detected"):
+            return make()
+        how = {"embeddings": self.recognizer.name, "features": f"inception {self.fid_dims} {self.precision}",
+               "detected": "mtcnn default"}[kind]
+        digest = hashlib.sha256(f"{kind} {how}".encode())
+        digest.update(self.images(name).numpy().tobytes())
+        path = Path(self.cache_dir) / f"{kind}-{name}-{digest.hexdigest()[:16]}.pt"
+        if path.is_file():
+            value = torch.load(path, weights_only=True)
+        else:
+            value = make()
+            write_torch(path, torch.from_numpy(value) if isinstance(value, np.ndarray) else value)
+        return value.numpy() if kind == "detected" and isinstance(value, torch.Tensor) else value
 
     @staticmethod
     def _slot(name: str, repeat: int) -> tuple[str, int]:
@@ -127,7 +152,8 @@ class FaceSets:
         def make():
             images = self.images(name, repeat)
             with self.timed("inception"), self.autocast():
-                return inception_features(self.inception, _Framed(images), self.fid_dims, self.device, self.batch)
+                return inception_features(self.inception, _Framed(images), self.fid_dims, self.device, self.batch,
+                                          progress=f"inception {name} r{repeat}")
         return self._cached(("features", *self._slot(name, repeat)), make)
 
     def detected(self, name: str, repeat: int = 0) -> np.ndarray:
@@ -136,7 +162,7 @@ class FaceSets:
             images = self.images(name, repeat)
             with self.timed("detect"):
                 found = []
-                for i in range(0, len(images), self.batch):
+                for i in tqdm(range(0, len(images), self.batch), desc=f"detect {name} r{repeat}", leave=False):
                     frames = to_uint8(to_frame(as_float(images[i:i + self.batch])))
                     pictures = [Image.fromarray(a) for a in frames.permute(0, 2, 3, 1).numpy()]
                     found += [d is not None for d in self.detector.detect(pictures)]

@@ -70,5 +70,6 @@ def comparison_table(figures: dict, rows: list[tuple[str, str, str | None, str]]
     for label, path, paper, count in rows:
         paper = paper_128.get(path, paper)
         n = lookup(figures, count) if count else None
-        lines.append(f"| {label} | {_format(figures, path)} | {paper or '—'} | {n if n is not None else '—'} |")
+        # Counts that vary between draws (pairs whose two keys differ) are shown as their mean.
+        lines.append(f"| {label} | {_format(figures, path)} | {paper or '—'} | {'—' if n is None else f'{n:,.0f}'} |")
     return "\n".join(lines) + "\n"

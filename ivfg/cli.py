@@ -1,0 +1,257 @@
+"""`ivfg`: make a key, anonymize photos with it, and compare two photos in the virtual space.
+
+    ivfg keygen -o my.key [--bits N]
+    ivfg anonymize --key my.key photo.jpg -o virtual.jpg      (or a folder in, a folder out)
+    ivfg compare --key my.key a.jpg b.jpg
+
+A passphrase can replace the key file anywhere (--passphrase prompts for it, --passphrase-file reads
+it); it is never taken from the command line, where `ps` and shell history would see it. Bad input
+gets one line on stderr and exit code 2; nothing half-written is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+DEFAULT_MODEL = "models/ivfg.pt"
+
+
+class UserError(Exception):
+    """One line for the user, exit code 2."""
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--key", type=Path, help="key file (from `ivfg keygen`)")
+    group.add_argument("--passphrase", action="store_true", help="derive the key from a passphrase (prompted)")
+    group.add_argument("--passphrase-file", type=Path, help="derive the key from the passphrase in this file")
+
+
+def read_key(args: argparse.Namespace, bits: int):
+    from ivfg.keys import key_from_passphrase, read_key_file
+
+    if args.key is not None:
+        return read_key_file(args.key, bits)
+    if args.passphrase_file is not None:
+        try:
+            text = args.passphrase_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise UserError(f"passphrase file {args.passphrase_file} cannot be read ({type(exc).__name__})") from None
+        return key_from_passphrase(text, bits)
+    return key_from_passphrase(getpass.getpass("passphrase: "), bits)
+
+
+def model_key_bits(path: Path) -> int | None:
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["key_bits"])
+    except Exception:
+        return None
+
+
+def keygen(args: argparse.Namespace) -> int:
+    import torch
+
+    from ivfg.keys import random_keys, write_key_file
+
+    bits = args.bits or model_key_bits(args.model)
+    if bits is None:
+        raise UserError(f"give --bits: no model at {args.model} to take the key length from")
+    seed = int.from_bytes(os.urandom(8), "little")  # a secret: from the OS, never a fixed seed
+    key = random_keys(1, bits, torch.Generator().manual_seed(seed))[0]
+    write_key_file(args.output, key)
+    print(f"wrote a {bits}-bit key to {args.output} (readable by you only); keep it secret")
+    return 0
+
+
+# -- photos -------------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    photos: int = 0
+    faces: int = 0
+    without_face: int = 0
+    unreadable: int = 0
+
+
+def load_tools(args: argparse.Namespace):
+    from facenet_pytorch import MTCNN
+
+    from ivfg.anonymize import Anonymizer
+    from ivfg.device import resolve_device
+    from ivfg.virtual import load_model
+
+    device = resolve_device(args.device)
+    virtual = load_model(args.model, device)
+    key = read_key(args, virtual.key_bits)
+    return Anonymizer(virtual, MTCNN(keep_all=True, device=device), device), key, virtual
+
+
+def open_photo(path: Path):
+    from ivfg.data.align import load_rgb
+
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a photo, or a folder as input with a folder as -o")
+    try:
+        return load_rgb(path)[0]  # EXIF orientation applied
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable image ({type(exc).__name__})") from None
+
+
+def save_photo(image, path: Path) -> None:
+    """Written without metadata (no EXIF, no GPS), through a temporary file."""
+    from ivfg.fileio import atomic_path
+
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unsupported output type; use .jpg, .png, .webp or .bmp")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, aligned: bool, summary: Summary) -> None:
+    photo = open_photo(source)
+    summary.photos += 1
+    if aligned:
+        face = tool.virtual_faces([photo], key)[0]
+        from PIL import Image
+        out = Image.fromarray((face * 255).round().byte().permute(1, 2, 0).numpy()).resize(photo.size)
+        save_photo(out, target)
+        summary.faces += 1
+        return
+    out, faces = tool.replace_faces(photo, key)
+    if not faces:
+        summary.without_face += 1
+        raise UserError(f"{source}: no face found; nothing written")
+    summary.faces += len(faces)
+    if faces_only:
+        for i, face in enumerate(faces):
+            save_photo(face, target.with_name(f"{target.stem}_face{i}{target.suffix}"))
+    else:
+        save_photo(out, target)
+
+
+def anonymize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ivfg.data.align import IMAGE_SUFFIXES
+
+    if not args.input.exists():
+        raise UserError(f"{args.input} does not exist")
+    tool, key, _ = load_tools(args)
+    summary = Summary()
+    if not args.input.is_dir():
+        anonymize_one(tool, key, args.input, args.output, args.faces_only, args.aligned, summary)
+        print(f"{args.input} -> {args.output}: {summary.faces} face(s) replaced")
+        return 0
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output} is a file; a folder of photos needs a folder as -o")
+    photos = sorted(p for p in args.input.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise UserError(f"{args.input} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    skipped = []
+    for photo in tqdm(photos, desc="anonymize", unit="photo"):
+        target = args.output / photo.relative_to(args.input)
+        try:
+            anonymize_one(tool, key, photo, target, args.faces_only, args.aligned, summary)
+        except UserError as exc:
+            if "no face found" not in str(exc):
+                summary.unreadable += 1
+            skipped.append(str(exc))
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(f"{len(photos)} photo(s): {summary.faces} face(s) replaced, {summary.without_face} without a face, "
+          f"{summary.unreadable} unreadable (not written) -> {args.output}")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from ivfg.models.registry import build_recognizer
+
+    tool, key, virtual = load_tools(args)
+    info = virtual.model_info
+    if info.get("eval_threshold") is None:
+        raise UserError(f"{args.model} holds no threshold τ; export it again after the train stage")
+    faces = []
+    for path in (args.a, args.b):
+        photo = open_photo(path)
+        found = tool.find_faces(photo)
+        if not found:
+            raise UserError(f"{path}: no face found")
+        biggest = max(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        from ivfg.data.faceframe import warp_to_frame
+        faces.append(warp_to_frame(photo, biggest.landmarks, 128))
+    generated = tool.virtual_faces(faces, key)
+    recognizer = build_recognizer(info["eval_recognizer"], tool.device)
+    with torch.no_grad():
+        emb = recognizer.embed(generated.to(tool.device)).float().cpu()
+    score = float(recognizer.score(emb[:1], emb[1:])[0])
+    same = score >= info["eval_threshold"]
+    print(f"score {score:.4f} ({info['eval_recognizer']}, threshold {info['eval_threshold']:.4f}): "
+          f"{'same person' if same else 'different people'} in the virtual space under this key")
+    return 0 if same else 1
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ivfg", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("keygen", help="write a new random key file (mode 0600, never overwritten)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the key file to create")
+    p.add_argument("--bits", type=int, help="key length (default: the model's)")
+    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL), help="model to take the key length from")
+    p.set_defaults(run=keygen)
+
+    p = sub.add_parser("anonymize", help="replace every face in a photo (or a folder of photos)")
+    p.add_argument("input", type=Path, help="a photo, or a folder of photos")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output photo (or folder)")
+    _key_options(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--faces-only", action="store_true", help="write the aligned virtual faces instead")
+    mode.add_argument("--aligned", action="store_true", help="inputs are faces already in the canonical frame")
+    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(run=anonymize)
+
+    p = sub.add_parser("compare", help="are two photos the same person in the virtual space of a key?")
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+    _key_options(p)
+    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL))
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=compare)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from ivfg.keys import InvalidKey
+
+    try:
+        return args.run(args)
+    except (UserError, InvalidKey, FileNotFoundError, ValueError) as exc:
+        print(f"ivfg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"ivfg {args.command}: stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

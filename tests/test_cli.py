@@ -1,0 +1,212 @@
+"""The `ivfg` command on real LFW photos (one face, two faces, none) with a small real model file (a tiny
+generator and an untrained P on the real SFace, written by the real export path)."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ivfg.cli import main
+from ivfg.gan.export import save_generator
+from ivfg.gan.networks import Generator
+from ivfg.projector.network import Projector
+from ivfg.virtual import export_model, load_model, save_projector
+
+ARCH = {"resolution": 16, "style_dim": 32, "mapping_layers": 2, "mapping_lr_mul": 0.01, "channel_base": 128,
+        "channel_max": 16}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    generator = Generator(**ARCH)
+    generator.w_avg.normal_()
+    projector = Projector(128, 8, 32, 1, 64)
+    projector.w_avg.copy_(generator.w_avg)
+    save_generator(root / "generator.pt", generator, ARCH)
+    save_projector(root / "projector.pt", projector, "sface", "sface", eval_recognizer="dlib-resnet",
+                   eval_threshold=-0.6)
+    export_model(root / "ivfg.pt", root / "projector.pt", root / "generator.pt")
+    return root / "ivfg.pt"
+
+
+@pytest.fixture(scope="module")
+def photos(lfw_subset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    first, second = lfw_subset.multi[0], lfw_subset.multi[1]
+    paths = {}
+    for name, (person, index) in {"a1": (first, 0), "a2": (first, 1), "b1": (second, 0)}.items():
+        paths[name] = root / f"{name}.jpg"
+        paths[name].write_bytes(lfw_subset.image_bytes(person, index))
+    pair = Image.new("RGB", (500, 250))
+    pair.paste(Image.open(paths["a1"]), (0, 0))
+    pair.paste(Image.open(paths["b1"]), (250, 0))
+    paths["two"] = root / "two.png"
+    pair.save(paths["two"])
+    gradient = np.tile(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], (150, 1, 3))
+    paths["none"] = root / "none.png"
+    Image.fromarray(gradient).save(paths["none"])
+    paths["broken"] = root / "broken.jpg"
+    paths["broken"].write_text("not an image")
+    return paths
+
+
+def cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def key_file(tmp_path, model, name="my.key") -> str:
+    path = tmp_path / name
+    assert cli("keygen", "-o", path, "--model", model) == 0
+    return str(path)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def test_keygen_writes_an_owner_only_key_of_the_models_length_and_never_overwrites(model, tmp_path, capsys):
+    path = tmp_path / "my.key"
+    assert cli("keygen", "-o", path, "--model", model) == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_text()
+    assert len(before.strip()) == 8 and set(before.strip()) <= {"0", "1"}
+    assert cli("keygen", "-o", path, "--model", model) == 2
+    assert "never overwritten" in capsys.readouterr().err and path.read_text() == before
+    assert cli("keygen", "-o", tmp_path / "long.key", "--bits", "128") == 0
+    assert len((tmp_path / "long.key").read_text().strip()) == 128
+
+
+def test_anonymize_replaces_the_face_and_leaves_the_rest_of_the_photo(model, photos, tmp_path):
+    key = key_file(tmp_path, model)
+    out = tmp_path / "virtual.png"
+    assert cli("anonymize", "--key", key, "--model", model, photos["a1"], "-o", out) == 0
+    before, after = pixels(photos["a1"]), pixels(out)
+    assert after.shape == before.shape
+    changed = np.abs(after - before).sum(-1) > 0
+    assert changed[100:150, 100:150].mean() > 0.9  # the face in the middle of an LFW photo
+    assert not changed[:40].any() and not changed[:, :40].any() and not changed[:, -40:].any()
+    again = tmp_path / "again.png"
+    assert cli("anonymize", "--key", key, "--model", model, photos["a1"], "-o", again) == 0
+    assert np.array_equal(pixels(again), after)  # same key, same output
+    other = key_file(tmp_path, model, "other.key")
+    while (tmp_path / "other.key").read_text() == (tmp_path / "my.key").read_text():
+        (tmp_path / "other.key").unlink()
+        other = key_file(tmp_path, model, "other.key")
+    third = tmp_path / "third.png"
+    assert cli("anonymize", "--key", other, "--model", model, photos["a1"], "-o", third) == 0
+    assert not np.array_equal(pixels(third), after)
+
+
+def test_every_face_of_a_photo_is_replaced_and_faces_only_writes_them_aligned(model, photos, tmp_path, capsys):
+    key = key_file(tmp_path, model)
+    out = tmp_path / "two.png"
+    assert cli("anonymize", "--key", key, "--model", model, photos["two"], "-o", out) == 0
+    assert "2 face(s) replaced" in capsys.readouterr().out
+    changed = np.abs(pixels(out) - pixels(photos["two"])).sum(-1) > 0
+    assert changed[100:150, 100:150].mean() > 0.9 and changed[100:150, 350:400].mean() > 0.9
+    assert cli("anonymize", "--key", key, "--model", model, "--faces-only", photos["two"], "-o",
+               tmp_path / "face.png") == 0
+    assert [Image.open(tmp_path / f"face_face{i}.png").size for i in range(2)] == [(128, 128)] * 2
+
+
+def test_aligned_input_gives_its_virtual_face_at_the_same_size(model, photos, tmp_path):
+    key = key_file(tmp_path, model)
+    aligned = tmp_path / "aligned.png"
+    Image.open(photos["a1"]).crop((60, 60, 190, 190)).save(aligned)
+    out = tmp_path / "out.png"
+    assert cli("anonymize", "--key", key, "--model", model, "--aligned", aligned, "-o", out) == 0
+    assert Image.open(out).size == (130, 130)
+
+
+def test_a_folder_in_gives_a_folder_out_and_a_summary(model, photos, tmp_path, capsys):
+    key = key_file(tmp_path, model)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a1", "none", "broken"):
+        (folder / photos[name].name).write_bytes(photos[name].read_bytes())
+    assert cli("anonymize", "--key", key, "--model", model, folder, "-o", tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    assert "3 photo(s): 1 face(s) replaced, 1 without a face, 1 unreadable" in captured.out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a1.jpg"]
+
+
+def test_orientation_is_respected_and_no_metadata_is_copied(model, photos, tmp_path):
+    key = key_file(tmp_path, model)
+    photo = Image.open(photos["a1"]).rotate(90, expand=True)  # stored on its side ...
+    exif = Image.Exif()
+    exif[0x0112] = 6     # ... with the EXIF orientation that turns it upright (rotate 90° clockwise)
+    exif[0x010F] = "a camera maker"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}  # GPS
+    source = tmp_path / "rotated.jpg"
+    photo.save(source, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "out.jpg"
+    assert cli("anonymize", "--key", key, "--model", model, source, "-o", out) == 0
+    result = Image.open(out)
+    assert result.size == (250, 250) and len(result.getexif()) == 0 and "exif" not in result.info
+
+
+@pytest.mark.parametrize("case, message", [
+    ("none", "no face found"), ("broken", "not a readable image"), ("missing", "does not exist")])
+def test_bad_photos_get_one_line_exit_2_and_no_output(model, photos, tmp_path, capsys, case, message):
+    key = key_file(tmp_path, model)
+    source = photos.get(case, tmp_path / "missing.jpg")
+    out = tmp_path / "out.jpg"
+    assert cli("anonymize", "--key", key, "--model", model, source, "-o", out) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".out.jpg*"))
+
+
+def test_a_wrong_key_or_a_missing_model_is_named(model, photos, tmp_path, capsys):
+    long_key = tmp_path / "long.key"
+    assert cli("keygen", "-o", long_key, "--bits", "16") == 0
+    out = tmp_path / "out.jpg"
+    assert cli("anonymize", "--key", long_key, "--model", model, photos["a1"], "-o", out) == 2
+    err = capsys.readouterr().err
+    assert "has 16 bits but the model takes 8-bit keys" in err and not out.exists()
+    assert cli("anonymize", "--key", long_key, "--model", tmp_path / "nope.pt", photos["a1"], "-o", out) == 2
+    assert "dvc repro export" in capsys.readouterr().err and not out.exists()
+    assert long_key.read_text().strip() not in err  # the key's bits never appear
+
+
+def test_a_passphrase_works_as_a_key_and_gives_the_same_face_each_time(model, photos, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("correct horse battery staple\n")
+    outs = [tmp_path / f"p{i}.png" for i in range(2)]
+    for out in outs:
+        assert cli("anonymize", "--passphrase-file", secret, "--model", model, photos["a1"], "-o", out) == 0
+    assert np.array_equal(pixels(outs[0]), pixels(outs[1]))
+
+
+def test_compare_scores_one_person_above_two_people_under_one_key(model, photos, tmp_path, capsys):
+    key = key_file(tmp_path, model)
+
+    def score(a, b) -> float:
+        cli("compare", "--key", key, "--model", model, photos[a], photos[b])
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert "threshold -0.6000" in line and ("same person" in line or "different people" in line)
+        return float(line.split()[1])
+
+    assert score("a1", "a2") > score("a1", "b1")
+
+
+def test_the_model_file_loads_without_dvc_or_training_code(model):
+    code = ("import sys; from ivfg.virtual import load_model; v = load_model(sys.argv[1]); "
+            "assert v.key_bits == 8 and v.model_info['eval_threshold'] == -0.6; "
+            "bad = [m for m in sys.modules if m.startswith(('dvc', 'mlflow', 'ivfg.projector.training', "
+            "'ivfg.gan.training'))]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code, str(model)], check=True)
+    assert load_model(model).generator.resolution == 16
+
+
+def test_every_subcommand_has_help():
+    for command in ("keygen", "anonymize", "compare"):
+        result = subprocess.run([sys.executable, "-m", "ivfg.cli", command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: ivfg" in result.stdout
