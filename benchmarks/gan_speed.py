@@ -1,12 +1,11 @@
 """StyleGAN training speed: images/s of one G+D step (batch 16, after fade-in) per resolution.
 
 Configurations: the paper's size (512 channels), every width divided by 4 (at most 128, style 512),
-and the CPU preset of params.yaml. Reference figures for a widely used public StyleGAN v1
-implementation on this kind of machine (from the issue that asked for this benchmark) are printed
-beside ours with the ratio, and so is the step's work: GFLOP per image (counted by PyTorch's
-flop registry over one step) and the GFLOP/s achieved, next to this machine's own convolution
-throughput (one 512-channel 3x3 convolution at 8x8, batch 16), which bounds what any
-implementation of the same step can reach.
+and the CPU preset of params.yaml. Beside images/s it prints the step's work: GFLOP per image
+(counted by PyTorch's flop registry over one step) and the GFLOP/s achieved, next to this machine's
+own convolution throughput (one 512-channel 3x3 convolution at 8x8, batch 16), measured in the same
+run, which bounds what any implementation of the same step can reach. It prints no ratio to another
+implementation: such a ratio means something only when both are measured in one run on one machine.
 
     python benchmarks/gan_speed.py --sizes paper quarter preset --resolutions 8 16 32 64 --steps 3
 """
@@ -26,10 +25,6 @@ from ivfg.config import GanConfig, load_params
 from ivfg.device import resolve_device, uses_bf16
 from ivfg.gan.training import GanTrainer
 
-REFERENCE = {  # img/s, batch 16, R1 or WGAN-GP, after fade-in
-    "paper": {8: 25, 16: 6.8, 32: 1.5, 64: 0.42},
-    "quarter": {8: 250, 16: 80, 32: 20, 64: 6, 128: 2.6},
-}
 SIZES = {
     "paper": dict(style_dim=512, channel_base=8192, channel_max=512),
     "quarter": dict(style_dim=512, channel_base=2048, channel_max=128),
@@ -118,17 +113,14 @@ def main() -> None:
     print(f"device {device}, torch threads {torch.get_num_threads()}, loss {args.loss}, amp {args.amp}, batch 16")
     print(f"this machine's {str(dtype)[6:]} convolution throughput (512 ch, 3x3, 8x8, batch 16): "
           f"{conv_gflops_per_second(device, dtype):.0f} GFLOP/s")
-    print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'reference':>10s} {'ratio':>6s} {'GFLOP/img':>10s} {'GFLOP/s':>8s}")
+    print(f"{'size':8s} {'res':>4s} {'img/s':>9s} {'GFLOP/img':>10s} {'GFLOP/s':>8s}")
     for size in args.sizes:
         for res in args.resolutions:
             if size == "preset" and res > preset.resolution:
                 continue
             cfg = config_for(size, res, args.loss, preset, args.amp)
             ours, gflop = images_per_second(cfg, device, args.steps, args.seconds)
-            ref = REFERENCE.get(size, {}).get(res)
-            ratio = f"{ours / ref:6.2f}" if ref else "     -"
-            print(f"{size:8s} {res:4d} {ours:9.2f} {ref if ref else '-':>10} {ratio} {gflop:10.2f} {ours * gflop:8.0f}",
-                  flush=True)
+            print(f"{size:8s} {res:4d} {ours:9.2f} {gflop:10.2f} {ours * gflop:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

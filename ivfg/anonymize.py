@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from ivfg.data.faceframe import similarity_transform, template, warp_to_frame
-from ivfg.gan.metrics import to_frame
+from ivfg.data.faceframe import similarity_transform, template, to_frame, warp_to_frame
 from ivfg.virtual import VirtualFaces
 
 FRAME = 128

@@ -18,6 +18,9 @@ from typing import Any, Iterator, Mapping
 from ivfg.fileio import write_json
 
 EXPERIMENT = "ivfg"
+# MLflow 3's UI opens an experiment on a GenAI "traces" overview unless it is marked as model development;
+# so marked, it opens on the runs table.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -125,6 +128,13 @@ def read_run_id(path: Path) -> str | None:
     return path.read_text().strip() or None if path.is_file() else None
 
 
+def remember_run(run: StageRun, path: Path) -> None:
+    """Note the run's id in a run directory, so that a rerun after an interruption continues it."""
+    if run.run_id:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run.run_id + "\n")
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, tags: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
               resume_id: str | None = None) -> Iterator[StageRun]:
@@ -144,8 +154,11 @@ def stage_run(stage: str, tags: Mapping[str, str] | None = None, params: Mapping
             # Keep artifacts beside the database rather than in whatever directory DVC runs from.
             database = Path(uri[len("sqlite:///"):]).resolve()
             artifacts = (database.parent / "mlartifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
+    experiment = mlflow.set_experiment(EXPERIMENT)
+    for key, value in EXPERIMENT_TAGS.items():  # also for a store made before the tag was set
+        if experiment.tags.get(key) != value:
+            mlflow.set_experiment_tag(key, value)
     all_tags = {**run_tags(stage, params), **(tags or {})}
     if resume_id is not None:
         try:

@@ -15,7 +15,7 @@ from ivfg.gan.distributed import init_from_env
 from ivfg.gan.metrics import GanEvaluator
 from ivfg.gan.training import GanTrainer
 from ivfg.models.registry import build_inception, build_recognizer
-from ivfg.tracking import StageRun, stage_run, write_metrics
+from ivfg.tracking import StageRun, read_run_id, remember_run, stage_run, write_metrics
 
 
 def main() -> None:
@@ -46,7 +46,12 @@ def main() -> None:
                                  threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed,
                                  fid_dims=tuple(cfg.fid_dims))
     start = time.perf_counter()
-    with stage_run("pretrain_gan") if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
+    # The MLflow run of an interrupted training (its id is removed once the generator is exported).
+    run_id_file = args.run_dir / "mlflow_run_id"
+    tracked = stage_run("pretrain_gan", resume_id=read_run_id(run_id_file))
+    with tracked if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
+        if ranks.main:
+            remember_run(run, run_id_file)
         run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,
                         "train_images": len(images), "device": str(device), "processes": ranks.world})
         trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
@@ -61,6 +66,7 @@ def main() -> None:
             return
         trainer.export(args.out)
         run.log_artifact(args.out)
+        run_id_file.unlink(missing_ok=True)
     final = trainer.history[-1] if trainer.history else {}
     write_metrics(args.metrics, {**final, "train_images": len(images), "train_seconds": trainer.total_seconds(), "session_seconds": time.perf_counter() - start,
                                  "kimg": trainer.shown / 1000})

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO_ROOT, LfwSubset
-from tests.test_pipeline_dvc import dvc, make_project, read_csv, run
+from tests.test_pipeline_dvc import dvc, make_project, mlflow_runs, read_csv, run
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "align", "split", "baseline", "pretrain_gan")
@@ -68,9 +68,14 @@ def test_interrupted_training_resumes_under_dvc_repro(project):
     assert "stopped at 0.1 of 0.5 kimg" in stopped
     shown = torch.load(checkpoint, weights_only=False)["shown"]
     assert shown == 80
+    interrupted = (root / "runs" / "pretrain_gan" / "mlflow_run_id").read_text().strip()
     output = dvc("repro", "pretrain_gan", project=root, env=env)
     assert "resumed from runs/pretrain_gan/checkpoint.pt at 0.1 kimg" in output, output
     assert torch.load(checkpoint, weights_only=False)["shown"] == 504
+    # The resumed training continued the interrupted MLflow run and finished it.
+    by_id = {r.info.run_id: r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"])}
+    assert by_id[interrupted].info.status == "FINISHED"
+    assert not (root / "runs" / "pretrain_gan" / "mlflow_run_id").exists()
 
 
 def test_a_run_of_other_training_code_is_not_resumed_silently(project):

@@ -154,3 +154,20 @@ def test_tracking_off_writes_nothing(project: Path, tmp_path: Path, monkeypatch:
 def test_write_metrics_is_a_dvc_metrics_file(tmp_path: Path):
     write_metrics(tmp_path / "metrics" / "align.json", {"aligned": 3, "device": "cpu"})
     assert json.loads((tmp_path / "metrics" / "align.json").read_text()) == {"aligned": 3, "device": "cpu"}
+
+
+def test_the_experiment_opens_on_its_runs_in_the_mlflow_ui(tmp_path, monkeypatch):
+    """MLflow 3 shows an experiment without a kind as a GenAI traces overview; ours is model development."""
+    import mlflow
+
+    from ivfg.tracking import EXPERIMENT, stage_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("IVFG_TRACKING", raising=False)
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment(EXPERIMENT)  # a store made before the tag existed
+    with stage_run("evaluate"):
+        pass
+    tags = client.get_experiment_by_name(EXPERIMENT).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

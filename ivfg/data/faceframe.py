@@ -1,7 +1,10 @@
-"""The canonical 128x128 face frame: ArcFace's 5-point template scaled by size/112 (DESIGN.md)."""
+"""The canonical 128x128 face frame: ArcFace's 5-point template scaled by size/112 (DESIGN.md), and
+faces of any size shown in it."""
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 ARCFACE_112 = np.array(
@@ -43,3 +46,10 @@ def warp_to_frame(image: Image.Image, landmarks: np.ndarray, size: int = 128) ->
     inverse = np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2]
     return image.transform((size, size), Image.Transform.AFFINE, inverse.ravel().tolist(),
                            resample=Image.Resampling.BILINEAR)
+
+
+def to_frame(images01: torch.Tensor, size: int = 128) -> torch.Tensor:
+    """Faces (B, 3, h, w) in [0, 1] resized to the frame (bilinear), e.g. a generator's 32x32 output."""
+    if images01.shape[-1] == size:
+        return images01
+    return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ivfg.gan.metrics import to_frame
+from ivfg.data.faceframe import to_frame
 from ivfg.keys import random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces

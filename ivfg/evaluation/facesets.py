@@ -27,9 +27,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.fid import inception_features
 from ivfg.fileio import write_torch
-from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces

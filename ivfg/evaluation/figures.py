@@ -10,9 +10,9 @@ import torch
 from sklearn.metrics import roc_curve
 from torchvision.utils import make_grid
 
+from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.facesets import FaceSets, as_float
 from ivfg.fileio import atomic_path
-from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys
 
 ROC_POINTS = np.concatenate([[0.0], np.logspace(-4, 0, 120)])

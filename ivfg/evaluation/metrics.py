@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.attacks import search_keys
 from ivfg.evaluation.facesets import FaceSets, as_float
 from ivfg.evaluation.fid import fid
 from ivfg.evaluation.verification import decisions, pair_metrics, verification_metrics
-from ivfg.gan.metrics import to_frame
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.fid import frechet_distance, gaussian, inception_features
 from ivfg.models.inception import InceptionFeatures
 from ivfg.models.recognizers import Recognizer
@@ -18,12 +19,6 @@ from ivfg.models.recognizers import Recognizer
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Generator range [-1, 1] -> [0, 1]."""
     return ((images.float() + 1) / 2).clamp(0, 1)
-
-
-def to_frame(images01: torch.Tensor, size: int = 128) -> torch.Tensor:
-    if images01.shape[-1] == size:
-        return images01
-    return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def shrink(images01: torch.Tensor, resolution: int) -> torch.Tensor:

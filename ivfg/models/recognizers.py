@@ -137,12 +137,14 @@ class DlibResNet(Recognizer):
 
     def _map(self, faces: np.ndarray) -> np.ndarray:
         if self._pool is None:
+            import atexit
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: a forked copy of a process running torch's thread pool can deadlock.
             self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                              initializer=_start_worker, initargs=self.paths)
+            atexit.register(self.close)  # before interpreter teardown, when the pipes still work
         chunks = [faces[i:i + self.chunk] for i in range(0, len(faces), self.chunk)]
         return np.concatenate(list(self._pool.map(_embed_in_worker, chunks)))
 
@@ -152,7 +154,10 @@ class DlibResNet(Recognizer):
             self._pool = None
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except OSError:  # at interpreter exit the pool's pipes may be gone already
+            pass
 
     def _face_box(self, size: int):
         # The median box dlib's own HOG detector draws on canonical 128x128 LFW crops (30 images),

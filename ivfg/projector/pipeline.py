@@ -22,7 +22,7 @@ from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, r
 from ivfg.projector.network import Projector
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, choose_validation_faces
-from ivfg.tracking import StageRun, read_run_id
+from ivfg.tracking import StageRun, read_run_id, remember_run
 from ivfg.virtual import VirtualFaces, save_projector
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     trainer = ProjectorTrainer(cfg, virtual, recognizer, enc_emb, rec_emb, table, paths.run_dir, device, settings,
                                log_metrics=run.log_metrics, end_of_epoch=end_of_epoch)
     trainer.resume()
-    if run.run_id:
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
-        (paths.run_dir / "mlflow_run_id").write_text(run.run_id + "\n")
+    remember_run(run, paths.run_dir / "mlflow_run_id")
     trainer.train(stop_after_steps=stop_after_steps)
     if not trainer.finished:
         print(f"stopped at epoch {trainer.epoch} of {cfg.epochs}, step {trainer.steps}; rerun to resume")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.verification import pair_metrics
-from ivfg.gan.metrics import to_frame
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces
