@@ -119,7 +119,7 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     search = figures["key_search"]
     assert search["exhaustive"] == 1 and search["candidates"] == 256  # all 8-bit keys
     assert set(figures["seconds"]) >= {"embed", "generate", "inception", "detect", "total"}
-    for name in ("identity_grid", "key_grid", "roc"):
+    for name in ("identity_grid", "key_grid", "roc", "tsne"):
         assert (root / "plots" / "evaluate" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert read_csv(root / "plots" / "evaluate" / "roc" / "set_a.csv")[0].keys() == {"fpr", "tpr"}
     report = (root / "reports" / "evaluate.md").read_text()

@@ -106,6 +106,14 @@ def tsne_png(sets: FaceSets, identities: int, path: Path, seed: int, title: str,
     people = people[counts[people] >= 2]
     faces = np.flatnonzero(np.isin(sets.labels, people))
     if len(people) < 2 or len(faces) < 6:
+        # The figure is a declared output: say why it is empty rather than leave it out.
+        plt = _figure()
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}\ntoo few people with two or more photos for a t-SNE ({len(people)})",
+                ha="center", va="center", fontsize=9)
+        save_figure(fig, path)
+        plt.close(fig)
         return 0
     second = ("set_b", 1) if repeats >= 2 else ("set_a", 0)
     groups = {"original": sets.embeddings("original")[faces], "key 1": sets.embeddings("set_b", 0)[faces],
