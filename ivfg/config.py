@@ -198,9 +198,10 @@ class TrainConfig(Section):
 
 class CelebaConfig(Section):
     """CelebA for the cross-dataset evaluation (Table 2): a folder of its images, or a .tgz/.tar of one,
-    and the official identity_CelebA.txt. Aligned by the align stage's code and settings."""
-    images: str = "../shared/data/celeba-dev/img_align_celeba_small.tgz"
-    identities: str = "../shared/data/celeba-dev/identity_CelebA.txt"
+    and the official identity_CelebA.txt (paths set in params.yaml, so that dvc.lock records them).
+    Aligned by the align stage's code and settings."""
+    images: str | None = None
+    identities: str | None = None
     max_images: int | None = Field(600, ge=4)   # whole identities with >= 2 images, seeded; null: all
     seed: int = Field(0, ge=0)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ivfg.config import AlignConfig, CelebaConfig
+from ivfg.config import AlignConfig, CelebaConfig, ConfigError
 from ivfg.data.align import IMAGE_SUFFIXES, align_directory
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ def gather(source: Path, chosen: dict[str, str], target: Path) -> int:
 
 def prepare_celeba(cfg: CelebaConfig, align: AlignConfig, out_dir: Path) -> dict:
     """Lay the chosen CelebA images out by identity and align them into out_dir (index.csv etc.)."""
+    if cfg.images is None or cfg.identities is None:
+        raise ConfigError("celeba.images and celeba.identities must name CelebA's images (a folder or a .tgz) "
+                          "and its identity_CelebA.txt in params.yaml")
     identities = read_identities(Path(cfg.identities))
     chosen = choose_images(identities, cfg.max_images, cfg.seed)
     if not chosen:

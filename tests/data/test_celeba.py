@@ -55,6 +55,14 @@ def test_images_are_gathered_by_identity_from_the_real_archive(celeba_dev, tmp_p
     assert gather(folder, chosen, tmp_path / "again") == len(chosen)
 
 
+def test_unset_celeba_paths_are_named(tmp_path):
+    from ivfg.config import AlignConfig, CelebaConfig, ConfigError
+    from ivfg.data.celeba import prepare_celeba
+
+    with pytest.raises(ConfigError, match="celeba.images and celeba.identities"):
+        prepare_celeba(CelebaConfig(), AlignConfig(), tmp_path / "out")
+
+
 def test_an_archive_member_that_is_a_link_is_refused(tmp_path):
     archive = tmp_path / "evil.tgz"
     with tarfile.open(archive, "w:gz") as tar:
