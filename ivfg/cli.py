@@ -25,6 +25,10 @@ class UserError(Exception):
     """One line for the user, exit code 2."""
 
 
+class NoFace(UserError):
+    """A photo in which no face was found (a folder run counts these apart from unreadable files)."""
+
+
 # -- keys ---------------------------------------------------------------------------------------------
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
@@ -125,8 +129,9 @@ def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, align
     photo = open_photo(source)
     summary.photos += 1
     if aligned:
-        face = tool.virtual_faces([photo], key)[0]
         from PIL import Image
+
+        face = tool.virtual_faces([photo], key)[0]
         out = Image.fromarray((face * 255).round().byte().permute(1, 2, 0).numpy()).resize(photo.size)
         save_photo(out, target)
         summary.faces += 1
@@ -134,7 +139,7 @@ def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, align
     out, faces = tool.replace_faces(photo, key)
     if not faces:
         summary.without_face += 1
-        raise UserError(f"{source}: no face found; nothing written")
+        raise NoFace(f"{source}: no face found; nothing written")
     summary.faces += len(faces)
     if faces_only:
         for i, face in enumerate(faces):
@@ -166,9 +171,8 @@ def anonymize(args: argparse.Namespace) -> int:
         target = args.output / photo.relative_to(args.input)
         try:
             anonymize_one(tool, key, photo, target, args.faces_only, args.aligned, summary)
-        except UserError as exc:
-            if "no face found" not in str(exc):
-                summary.unreadable += 1
+        except UserError as exc:  # a photo without a face is already counted by anonymize_one
+            summary.unreadable += not isinstance(exc, NoFace)
             skipped.append(str(exc))
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
@@ -180,6 +184,7 @@ def anonymize(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     import torch
 
+    from ivfg.data.faceframe import warp_to_frame
     from ivfg.models.registry import build_recognizer
 
     tool, key, virtual = load_tools(args)
@@ -191,9 +196,8 @@ def compare(args: argparse.Namespace) -> int:
         photo = open_photo(path)
         found = tool.find_faces(photo)
         if not found:
-            raise UserError(f"{path}: no face found")
+            raise NoFace(f"{path}: no face found")
         biggest = max(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        from ivfg.data.faceframe import warp_to_frame
         faces.append(warp_to_frame(photo, biggest.landmarks, 128))
     generated = tool.virtual_faces(faces, key)
     recognizer = build_recognizer(info["eval_recognizer"], tool.device)

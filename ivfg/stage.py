@@ -1,14 +1,28 @@
 """Plumbing shared by the stage scripts (stages/): logging and clean exits on user errors and Ctrl-C."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, TypeVar
 
 from ivfg.config import ConfigError
 from ivfg.data.download import DownloadError
 
 USER_ERRORS = (ConfigError, DownloadError, FileNotFoundError, ValueError)
+P = TypeVar("P")
+
+
+def add_path_arguments(parser: argparse.ArgumentParser, paths: type) -> None:
+    """One --option per field of a paths dataclass (underscores as dashes), defaulting to the field's value."""
+    for field in dataclasses.fields(paths):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=Path, default=field.default)
+
+
+def paths_from(args: argparse.Namespace, paths: type[P]) -> P:
+    return paths(**{field.name: getattr(args, field.name) for field in dataclasses.fields(paths)})
 
 
 def run_main(stage: str, main: Callable[[], None]) -> None:

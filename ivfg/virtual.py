@@ -76,26 +76,36 @@ def load_projector(path: str | Path, device: torch.device | str = "cpu") -> tupl
     if state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a projector written by the train stage (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})")
-    projector = Projector(**state["projector"])
-    projector.load_state_dict(state["state_dict"])
-    return projector.eval().requires_grad_(False).to(device), state
+    return projector_from_state(state["projector"], state["state_dict"], device), state
+
+
+def projector_from_state(config: dict, weights: dict, device: torch.device | str = "cpu") -> Projector:
+    projector = Projector(**config)
+    projector.load_state_dict(weights)
+    return projector.eval().requires_grad_(False).to(device)
+
+
+def assemble(projector: Projector, generator: Generator, info: dict, device: torch.device | str,
+             weights: Mapping[str, str | None] | None, fast: bool) -> VirtualFaces:
+    """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`)."""
+    from ivfg.models.registry import build_recognizer
+
+    virtual = VirtualFaces(build_recognizer(info["encoder"], device, weights, fast=fast), projector, generator).eval()
+    virtual.model_info = info
+    return virtual
 
 
 def load_virtual_faces(projector_path: str | Path, generator_path: str | Path, device: torch.device | str = "cpu",
                        weights: Mapping[str, str | None] | None = None, fast: bool = False) -> VirtualFaces:
     """T(x, k) from the train stage's projector and the pretrain_gan stage's generator. `fast`: the
     encoder's fast form (equal to float rounding, about twice as fast on a CPU)."""
-    from ivfg.models.registry import build_recognizer
-
     projector, state = load_projector(projector_path, device)
     generator = load_generator(generator_path, device)
     if projector.style_dim != generator.style_dim:
         raise ValueError(f"{projector_path} projects into a {projector.style_dim}-d W but {generator_path} has "
                          f"style_dim {generator.style_dim}: they come from different runs")
-    encoder = build_recognizer(state["encoder"], device, weights, fast=fast)
-    virtual = VirtualFaces(encoder, projector, generator).eval()
-    virtual.model_info = {k: v for k, v in state.items() if k not in ("state_dict", "projector")}
-    return virtual
+    info = {k: v for k, v in state.items() if k not in ("state_dict", "projector")}
+    return assemble(projector, generator, info, device, weights, fast)
 
 
 MODEL_FORMAT = "ivfg-model/1"
@@ -124,8 +134,7 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
 def load_model(path: str | Path, device: torch.device | str = "cpu",
                weights: Mapping[str, str | None] | None = None, fast: bool = False) -> VirtualFaces:
     """T(x, k) from one `ivfg-model/1` file: needs neither DVC nor any training code."""
-    from ivfg.gan.export import generator_from_architecture
-    from ivfg.models.registry import build_recognizer
+    from ivfg.gan.export import generator_from_state
 
     path = Path(path)
     if not path.is_file():
@@ -138,13 +147,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not an IVFG model file (format {found!r}, expected {MODEL_FORMAT!r})")
-    projector = Projector(**state["projector"])
-    projector.load_state_dict(state["projector_state"])
-    generator = generator_from_architecture(state["generator_architecture"])
-    generator.load_state_dict(state["generator_state"])
-    encoder = build_recognizer(state["encoder"], device, weights, fast=fast)
-    virtual = VirtualFaces(encoder, projector.eval().requires_grad_(False).to(device),
-                           generator.eval().requires_grad_(False).to(device)).eval()
-    virtual.model_info = {k: v for k, v in state.items() if not k.endswith(("_state", "_architecture"))
-                          and k != "projector"}
-    return virtual
+    projector = projector_from_state(state["projector"], state["projector_state"], device)
+    generator = generator_from_state({"architecture": state["generator_architecture"],
+                                      "state_dict": state["generator_state"]}, device)
+    info = {k: v for k, v in state.items() if not k.endswith(("_state", "_architecture")) and k != "projector"}
+    return assemble(projector, generator, info, device, weights, fast)

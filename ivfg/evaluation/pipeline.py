@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,10 @@ def choose_faces(rows: list[dict[str, str]], max_images: int | None, seed: int) 
     """All rows, or whole identities in a seeded order until `max_images` (pairs stay within a person)."""
     if max_images is None or len(rows) <= max_images:
         return rows
-    identities = sorted({r["identity"] for r in rows})
+    sizes = Counter(r["identity"] for r in rows)
+    identities = sorted(sizes)
     chosen: set[str] = set()
     count = 0
-    sizes = {i: sum(r["identity"] == i for r in rows) for i in identities}
     for k in np.random.default_rng(seed).permutation(len(identities)):
         if count + sizes[identities[k]] <= max_images:
             chosen.add(identities[k])
