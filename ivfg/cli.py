@@ -17,11 +17,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivfg.errors import IvfgError
+
 EXIT_USER_ERROR = 2
 DEFAULT_MODEL = "models/ivfg.pt"
 
 
-class UserError(Exception):
+class UserError(IvfgError):
     """One line for the user, exit code 2."""
 
 
@@ -245,11 +247,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from ivfg.keys import InvalidKey
-
     try:
         return args.run(args)
-    except (UserError, InvalidKey, FileNotFoundError, ValueError) as exc:
+    # The project's own errors, and the system's refusals to read or write a file (they name it).
+    except (IvfgError, OSError) as exc:
         print(f"ivfg {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ import contextlib
 
 import torch
 
+from ivfg.config import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -13,7 +15,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+        raise ConfigError(f"device '{name}' was asked for but CUDA is not available here; use 'auto' or 'cpu'")
     return device
 
 

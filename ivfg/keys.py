@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from ivfg.errors import IvfgError
+
 # Public and fixed on purpose: the key must follow from the passphrase alone (no state to keep).
 PASSPHRASE_SALT = b"ivfg/passphrase-key/v1"
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024}
 
 
-class InvalidKey(ValueError):
+class InvalidKey(IvfgError, ValueError):
     """A key that cannot be used; the message never contains the key or the passphrase."""
 
 

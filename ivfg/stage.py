@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ivfg.config import ConfigError
-from ivfg.data.download import DownloadError
-
-USER_ERRORS = (ConfigError, DownloadError, FileNotFoundError, ValueError)
+from ivfg.errors import IvfgError
 P = TypeVar("P")
 
 
@@ -26,11 +23,12 @@ def paths_from(args: argparse.Namespace, paths: type[P]) -> P:
 
 
 def run_main(stage: str, main: Callable[[], None]) -> None:
-    """Run a stage; a user error prints one clear line instead of a traceback."""
+    """Run a stage; the project's own errors (bad params, inputs, checkpoints) print one clear line;
+    anything else is a bug and keeps its traceback."""
     logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s")
     try:
         main()
-    except USER_ERRORS as exc:
+    except IvfgError as exc:
         print(f"[{stage}] error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:

@@ -13,6 +13,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ivfg.errors import InputError
 from ivfg.fileio import write_torch
 from ivfg.gan.export import load_generator
 from ivfg.gan.networks import Generator
@@ -71,10 +72,10 @@ def save_projector(path: str | Path, projector: Projector, encoder: str, train_r
 def load_projector(path: str | Path, device: torch.device | str = "cpu") -> tuple[Projector, dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: train the projector first (dvc repro train)")
+        raise InputError(f"{path} is missing: train the projector first (dvc repro train)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a projector written by the train stage (format {state.get('format')!r}, "
+        raise InputError(f"{path} is not a projector written by the train stage (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})")
     return projector_from_state(state["projector"], state["state_dict"], device), state
 
@@ -102,7 +103,7 @@ def load_virtual_faces(projector_path: str | Path, generator_path: str | Path, d
     projector, state = load_projector(projector_path, device)
     generator = load_generator(generator_path, device)
     if projector.style_dim != generator.style_dim:
-        raise ValueError(f"{projector_path} projects into a {projector.style_dim}-d W but {generator_path} has "
+        raise InputError(f"{projector_path} projects into a {projector.style_dim}-d W but {generator_path} has "
                          f"style_dim {generator.style_dim}: they come from different runs")
     info = {k: v for k, v in state.items() if k not in ("state_dict", "projector")}
     return assemble(projector, generator, info, device, weights, fast)
@@ -118,9 +119,9 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
     projector, state = load_projector(projector_path)
     generator = torch.load(Path(generator_path), map_location="cpu", weights_only=True)
     if not isinstance(generator, dict) or "architecture" not in generator:
-        raise ValueError(f"{generator_path} is not a generator exported by the pretrain_gan stage")
+        raise InputError(f"{generator_path} is not a generator exported by the pretrain_gan stage")
     if generator["architecture"]["style_dim"] != projector.style_dim:
-        raise ValueError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
+        raise InputError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
             "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
             "eval_threshold": state.get("eval_threshold"), "resolution": generator["architecture"]["resolution"]}
@@ -138,15 +139,15 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} is missing: make it with `dvc repro export` "
+        raise InputError(f"model file {path} is missing: make it with `dvc repro export` "
                                 "(or `make pipeline`), or give its path with --model")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ValueError(f"{path} cannot be read as an IVFG model ({type(exc).__name__})") from None
+        raise InputError(f"{path} cannot be read as an IVFG model ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not an IVFG model file (format {found!r}, expected {MODEL_FORMAT!r})")
+        raise InputError(f"{path} is not an IVFG model file (format {found!r}, expected {MODEL_FORMAT!r})")
     projector = projector_from_state(state["projector"], state["projector_state"], device)
     generator = generator_from_state({"architecture": state["generator_architecture"],
                                       "state_dict": state["generator_state"]}, device)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from ivfg.stage import run_main
 from ivfg.config import ConfigError
+from ivfg.data.download import DownloadError
+from ivfg.errors import InputError
+from ivfg.gan.training import CheckpointMismatch
+from ivfg.models.weights import WeightsNotFound
+from ivfg.stage import run_main
 
 
 def raising(exc: BaseException):
@@ -27,6 +31,18 @@ def test_ctrl_c_exits_130_with_what_was_saved(capsys):
     assert "[pretrain_gan] stopped: interrupted at 0.5 kimg; checkpoint written" in capsys.readouterr().err
 
 
-def test_a_bug_is_not_hidden():
-    with pytest.raises(ZeroDivisionError):
-        run_main("split", raising(ZeroDivisionError()))
+@pytest.mark.parametrize("error", [InputError("data/split.csv is missing"), DownloadError("checksum mismatch"),
+                                   CheckpointMismatch("r1_gamma differs"), WeightsNotFound("sface.onnx")],
+                         ids=lambda e: type(e).__name__)
+def test_every_project_error_is_a_user_error(error, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_main("align", raising(error))
+    assert exit_.value.code == 2 and capsys.readouterr().err == f"[align] error: {error}\n"
+
+
+@pytest.mark.parametrize("bug", [ZeroDivisionError(), ValueError("cannot reshape"), FileNotFoundError("x.pt"),
+                                 RuntimeError("torch.cat(): expected a non-empty list")], ids=lambda e: type(e).__name__)
+def test_a_bug_is_not_hidden(bug):
+    """Only the project's own error types are user errors: a library's ValueError keeps its traceback."""
+    with pytest.raises(type(bug)):
+        run_main("split", raising(bug))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ivfg.config import AlignConfig, CelebaConfig, ConfigError
 from ivfg.data.align import IMAGE_SUFFIXES, align_directory
+from ivfg.errors import InputError
 
 log = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
@@ -27,18 +28,18 @@ def read_identities(path: Path) -> dict[str, str]:
     """identity_CelebA.txt: one 'FILE.jpg IDENTITY' per line -> {file name: identity}."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: give CelebA's identity_CelebA.txt (celeba.identities)")
+        raise InputError(f"{path} is missing: give CelebA's identity_CelebA.txt (celeba.identities)")
     out: dict[str, str] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 2 or Path(parts[0]).suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"{path}: line {number} is not 'FILE.jpg IDENTITY' (the official "
+            raise InputError(f"{path}: line {number} is not 'FILE.jpg IDENTITY' (the official "
                              f"identity_CelebA.txt format): {line[:80]!r}")
         out[parts[0]] = parts[1]
     if not out:
-        raise ValueError(f"{path} lists no images")
+        raise InputError(f"{path} lists no images")
     return out
 
 
@@ -80,7 +81,7 @@ def gather(source: Path, chosen: dict[str, str], target: Path) -> int:
                 shutil.copyfile(path, destination)
                 found += 1
     else:
-        raise FileNotFoundError(f"{source} is neither a folder of CelebA images nor a .tgz/.tar of one "
+        raise InputError(f"{source} is neither a folder of CelebA images nor a .tgz/.tar of one "
                                 "(celeba.images)")
     return found
 
@@ -93,11 +94,11 @@ def prepare_celeba(cfg: CelebaConfig, align: AlignConfig, out_dir: Path) -> dict
     identities = read_identities(Path(cfg.identities))
     chosen = choose_images(identities, cfg.max_images, cfg.seed)
     if not chosen:
-        raise ValueError(f"{cfg.identities}: no identity has two or more images (within celeba.max_images)")
+        raise InputError(f"{cfg.identities}: no identity has two or more images (within celeba.max_images)")
     with tempfile.TemporaryDirectory(prefix="celeba-") as tmp:
         found = gather(Path(cfg.images), chosen, Path(tmp))
         if found == 0:
-            raise FileNotFoundError(f"{cfg.images} holds none of the {len(chosen)} images chosen from "
+            raise InputError(f"{cfg.images} holds none of the {len(chosen)} images chosen from "
                                     f"{cfg.identities}: do the two belong together?")
         if found < len(chosen):
             log.warning("%d of %d chosen images are missing from %s", len(chosen) - found, len(chosen), cfg.images)

@@ -6,6 +6,7 @@ from collections import defaultdict
 import numpy as np
 
 from ivfg.config import TripletsConfig
+from ivfg.errors import InputError
 
 
 def make_triplets(rows: list[dict[str, str]], cfg: TripletsConfig, salt: int = 0) -> list[tuple[str, str, str]]:
@@ -19,7 +20,7 @@ def make_triplets(rows: list[dict[str, str]], cfg: TripletsConfig, salt: int = 0
         by_identity[r["identity"]].append(r["image"])
     identities = sorted(by_identity)
     if len(identities) < 2:
-        raise ValueError(f"need at least two identities to draw impostors, got {len(identities)}")
+        raise InputError(f"need at least two identities to draw impostors, got {len(identities)}")
     images = [img for ident in identities for img in sorted(by_identity[ident])]
     owner = np.array([k for k, ident in enumerate(identities) for _ in by_identity[ident]])
     rng = np.random.Generator(np.random.PCG64([cfg.seed, salt]))

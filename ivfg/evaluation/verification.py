@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ivfg.errors import InputError
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -28,7 +30,7 @@ def read_lfw_pairs(path: Path) -> list[Pair]:
     try:
         folds, per_fold = int(lines[0][0]), int(lines[0][1])
     except (IndexError, ValueError):
-        raise ValueError(f"{path}: first line must be '<folds> <pairs per fold>', got {lines[:1]}") from None
+        raise InputError(f"{path}: first line must be '<folds> <pairs per fold>', got {lines[:1]}") from None
     pairs = []
     for i, parts in enumerate(lines[1:]):
         fold = i // (2 * per_fold)
@@ -40,10 +42,10 @@ def read_lfw_pairs(path: Path) -> list[Pair]:
             else:
                 raise ValueError("wrong number of fields")
         except ValueError:
-            raise ValueError(f"{path}: line {i + 2} is neither 'NAME N1 N2' nor 'NAME1 N1 NAME2 N2': "
+            raise InputError(f"{path}: line {i + 2} is neither 'NAME N1 N2' nor 'NAME1 N1 NAME2 N2': "
                              f"{' '.join(parts)}") from None
     if len(pairs) != folds * 2 * per_fold:
-        raise ValueError(f"{path}: expected {folds * 2 * per_fold} pairs, found {len(pairs)}")
+        raise InputError(f"{path}: expected {folds * 2 * per_fold} pairs, found {len(pairs)}")
     return pairs
 
 
@@ -53,7 +55,7 @@ def split_pairs(images_by_identity: dict[str, list[str]], seed: int) -> list[Pai
                for a, b in combinations(sorted(images_by_identity[ident]), 2)]
     identities = sorted(images_by_identity)
     if len(identities) < 2:
-        raise ValueError("need at least two identities for impostor pairs")
+        raise InputError("need at least two identities for impostor pairs")
     rng = np.random.Generator(np.random.PCG64(seed))
     seen: set[tuple[str, str]] = set()
     impostors = []

@@ -9,12 +9,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from ivfg.data.align import read_index
+from ivfg.errors import InputError
 
 
 def load_training_images(aligned_dir: Path, split_csv: Path, resolution: int, split: str = "train") -> torch.Tensor:
     rows = [r for r in read_index(split_csv) if r["split"] == split]
     if not rows:
-        raise ValueError(f"{split_csv} has no '{split}' images: run the split stage first")
+        raise InputError(f"{split_csv} has no '{split}' images: run the split stage first")
     out = np.empty((len(rows), resolution, resolution, 3), dtype=np.uint8)
     for i, row in enumerate(tqdm(rows, desc=f"load {split} faces", unit="img")):
         with Image.open(aligned_dir / row["image"]) as img:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ivfg.errors import InputError
 from ivfg.fileio import write_torch
 from ivfg.gan.networks import Generator
 
@@ -38,8 +39,8 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Gene
     """Rebuild the exported EMA generator, frozen, on `device`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: train the generator first (dvc repro pretrain_gan)")
+        raise InputError(f"{path} is missing: train the generator first (dvc repro pretrain_gan)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if "architecture" not in state or "state_dict" not in state:
-        raise ValueError(f"{path} is not a generator exported by the pretrain_gan stage")
+        raise InputError(f"{path} is not a generator exported by the pretrain_gan stage")
     return generator_from_state(state, device)

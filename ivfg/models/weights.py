@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivfg.data.download import DownloadError, fetch
+from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(IvfgError, FileNotFoundError):
     """No usable copy of a weight file; the message lists every place tried and how to provide one."""
 
 

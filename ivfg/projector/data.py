@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ivfg.errors import InputError
 from ivfg.evaluation.baseline import embed_images
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.models.recognizers import Recognizer
@@ -21,14 +22,14 @@ log = logging.getLogger(__name__)
 def read_triplets(path: Path) -> list[tuple[str, str, str]]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the triplets stage first (dvc repro triplets)")
+        raise InputError(f"{path} is missing: run the triplets stage first (dvc repro triplets)")
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames != ["x1", "x2", "y"]:
-            raise ValueError(f"{path}: expected the columns x1,x2,y, got {reader.fieldnames}")
+            raise InputError(f"{path}: expected the columns x1,x2,y, got {reader.fieldnames}")
         rows = [(r["x1"], r["x2"], r["y"]) for r in reader]
     if not rows:
-        raise ValueError(f"{path} holds no triplets: the split has no identity with two or more images")
+        raise InputError(f"{path} holds no triplets: the split has no identity with two or more images")
     return rows
 
 
@@ -45,7 +46,7 @@ def load_faces(aligned_dir: Path, images: list[str]) -> torch.Tensor:
     for image in images:
         path = Path(aligned_dir) / image
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is listed but missing: rerun the align stage (dvc repro align)")
+            raise InputError(f"{path} is listed but missing: rerun the align stage (dvc repro align)")
         with Image.open(path) as img:
             arrays.append(np.asarray(img.convert("RGB")))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ivfg.config import TrainConfig
 from ivfg.device import autocast_for
+from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
 from ivfg.keys import distinct_key_pairs
@@ -35,7 +36,7 @@ TRAINING_CODE = ("projector/network.py", "projector/loss.py", "projector/trainin
 NOT_SHAPING = ("log_steps", "checkpoint_steps", "val_images", "grid_identities", "device")
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(IvfgError):
     """An unfinished run under other settings than the ones asked for now."""
 
 

@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from ivfg.data.celeba import choose_images, gather, read_identities
+from ivfg.errors import InputError
 from tests.helpers import shared_data_dir
 
 
@@ -24,9 +25,9 @@ def test_the_official_identity_file_is_read_and_a_bad_line_is_named(celeba_dev, 
     assert len(identities) == 9682 and identities["000001.jpg"] == "2880"
     bad = tmp_path / "identity_CelebA.txt"
     bad.write_text("000001.jpg 2880\n000002.jpg\n")
-    with pytest.raises(ValueError, match=r"line 2 is not 'FILE.jpg IDENTITY'"):
+    with pytest.raises(InputError, match=r"line 2 is not 'FILE.jpg IDENTITY'"):
         read_identities(bad)
-    with pytest.raises(FileNotFoundError, match="celeba.identities"):
+    with pytest.raises(InputError, match="celeba.identities"):
         read_identities(tmp_path / "missing.txt")
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from ivfg.config import TripletsConfig
 from ivfg.data.triplets import make_triplets
+from ivfg.errors import InputError
 
 IMAGES_PER_IDENTITY = {"Alice": 5, "Bob": 2, "Carol": 3, "Dave": 1, "Erin": 1, "Frank": 8, "Grace": 2}
 
@@ -78,9 +79,9 @@ def test_deterministic_per_seed_and_salt(rows):
 
 
 def test_fewer_than_two_identities_is_an_error():
-    with pytest.raises(ValueError, match="at least two identities"):
+    with pytest.raises(InputError, match="at least two identities"):
         make_triplets(rows_for({"Alice": 4}), TripletsConfig())
-    with pytest.raises(ValueError, match="at least two identities"):
+    with pytest.raises(InputError, match="at least two identities"):
         make_triplets([], TripletsConfig())
 
 

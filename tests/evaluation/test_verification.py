@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ivfg.errors import InputError
 from ivfg.evaluation.verification import (eer, kfold_accuracy, read_lfw_pairs, split_pairs,
                                           verification_metrics)
 
@@ -57,7 +58,7 @@ def test_real_lfw_pairs_file(lfw_dir):
 def test_malformed_pairs_file_names_the_line(tmp_path):
     bad = tmp_path / "pairs.txt"
     bad.write_text("1 1\nAlice 1 2\nAlice 1 Bob\n")
-    with pytest.raises(ValueError, match="line 3"):
+    with pytest.raises(InputError, match="line 3"):
         read_lfw_pairs(bad)
 
 
