@@ -1,41 +1,68 @@
 """Typed, validated view of params.yaml: loaded once at the edge, then passed around as objects."""
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ivfg.errors import IvfgError
+
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+|mps)$"
 
 
-class ConfigError(ValueError):
+class ConfigError(IvfgError, ValueError):
     """A params file that cannot be used; the message names the key and what is allowed."""
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Keys that cannot change a stage's results (where it runs, with how many workers, how often it
+    # saves): dvc.yaml does not track them, so changing one reruns nothing. tests/test_dvc_deps.py holds
+    # each stage's params in dvc.yaml to exactly the other keys.
+    untracked: ClassVar[frozenset[str]] = frozenset()
+
+
+# The two well-known LFW archives: the original (the paper's; the figshare mirror below) and the
+# deep-funneled one from the LFW site.
+PINNED_LFW_ARCHIVES = {
+    "lfw.tgz": "055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0",
+    "lfw-deepfunneled.tgz": "b23184430dacac3aa6570e376f79ea5b3ceb8327a2be241ebef592275bba90d3",
+}
 
 
 class DownloadConfig(Section):
+    untracked = frozenset({"cache_dir"})
     url: str = "https://ndownloader.figshare.com/files/5976018"
     sha256: str = Field("055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0", pattern=r"^[0-9a-f]{64}$")
     size: int | None = Field(180566744, gt=0)
     pairs_url: str = "https://ndownloader.figshare.com/files/5976006"
     pairs_sha256: str = Field("ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592", pattern=r"^[0-9a-f]{64}$")
-    # A local LFW .tgz used instead of the URLs; its protocol files and SHA256SUMS lie beside it.
-    # The environment variable IVFG_LFW_ARCHIVE overrides it.
+    # A local LFW .tgz used instead of the URLs (pairs.txt beside it), relative to the project root.
     local_archive: str | None = None
+    # The archives accepted, by name: one is extracted only if its SHA-256 is listed here, so the check
+    # never comes from beside the file it checks. Add another archive's digest only on purpose.
+    pinned_archives: dict[str, str] = Field(default_factory=lambda: dict(PINNED_LFW_ARCHIVES), min_length=1)
     cache_dir: str = "data/cache/downloads"
 
-    def resolved_local_archive(self) -> Path | None:
-        value = os.environ.get("IVFG_LFW_ARCHIVE") or self.local_archive
-        return Path(value).expanduser().resolve() if value else None
+    @field_validator("pinned_archives")
+    @classmethod
+    def _digests(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, digest in value.items() if not re.fullmatch(r"[0-9a-f]{64}", digest)]
+        if bad:
+            raise ValueError(f"not a lowercase hex SHA-256 for {', '.join(bad)}")
+        return value
+
+    def resolved_local_archive(self, root: Path) -> Path | None:
+        """The local archive's path; a relative one is taken from the project root `root`, so that the
+        same params name the same file from every workspace (`dvc exp run --temp` included)."""
+        return (Path(root) / Path(self.local_archive).expanduser()).resolve() if self.local_archive else None
 
 
 class AlignConfig(Section):
+    untracked = frozenset({"device", "workers"})
     image_size: int = Field(128, ge=32, le=1024)
     batch_size: int = Field(32, ge=1, le=4096)
     min_face_size: int = Field(20, ge=8)
@@ -43,6 +70,8 @@ class AlignConfig(Section):
     device: str = Field("auto", pattern=DEVICE_PATTERN)
     image_format: Literal["png", "jpg"] = "png"
     workers: int = Field(1, ge=0, le=64)
+    # Larger photos are shrunk to this longest side before detection (bounded memory and time).
+    max_image_side: int = Field(2048, ge=64)
 
     @field_validator("thresholds")
     @classmethod
@@ -91,6 +120,7 @@ class ModelsConfig(Section):
 
 
 class BaselineConfig(Section):
+    untracked = frozenset({"device"})
     recognizers: list[RecognizerName] = Field(default_factory=lambda: ["sface", "dlib-resnet"], min_length=1)
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
@@ -110,6 +140,8 @@ def _is_power_of_two(value: int) -> bool:
 
 
 class GanConfig(Section):
+    # Resume compares more (ivfg/gan/training.py, NOT_SHAPING); these are the keys that change no output.
+    untracked = frozenset({"device", "checkpoint_kimg", "grid"})
     resolution: int = Field(128, ge=8, le=1024)
     start_resolution: int = Field(8, ge=8, le=1024)
     style_dim: int = Field(512, ge=8)
@@ -174,6 +206,7 @@ class LossWeights(Section):
 
 class TrainConfig(Section):
     """The projector P and its training (paper Algorithm 1)."""
+    untracked = frozenset({"device", "checkpoint_steps"})
     key_bits: int = Field(8, ge=1, le=4096)
     hidden_layers: int = Field(2, ge=0, le=16)
     hidden_dim: int = Field(512, ge=1)
@@ -208,6 +241,7 @@ class CelebaConfig(Section):
 
 class EvaluateConfig(Section):
     """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
+    untracked = frozenset({"device", "workers"})
     recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
     # Evaluating with the recognizer P was trained against only shows what training optimised: refused
     # unless forced, and then labelled as such in every output.

@@ -5,7 +5,7 @@ from pathlib import Path
 from ivfg.stage import run_main
 from ivfg.config import load_params
 from ivfg.data.download import prepare_lfw
-from ivfg.tracking import stage_run, write_metrics
+from ivfg.tracking import project_root, stage_run, write_metrics
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
     cfg = load_params(args.params).download
     with stage_run("download") as run:
         run.log_params({"download": cfg.model_dump()})
-        figures = prepare_lfw(cfg, Path(args.out))
+        figures = prepare_lfw(cfg, Path(args.out), project_root())
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)
 

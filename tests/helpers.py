@@ -31,17 +31,9 @@ def sha256_path(path: Path) -> str:
     return sha256_bytes(Path(path).read_bytes())
 
 
-def write_sha256sums(directory: Path, names: list[str]) -> Path:
-    """A SHA256SUMS file (sha256sum format) for files in `directory`."""
-    lines = [f"{sha256_path(directory / name)}  {name}" for name in names]
-    target = directory / "SHA256SUMS"
-    target.write_text("\n".join(lines) + "\n")
-    return target
-
-
 @dataclass
 class LfwSubset:
-    """A small LFW-layout archive with pairs.txt and SHA256SUMS beside it, like the real one."""
+    """A small LFW-layout archive with pairs.txt beside it, like the real one."""
 
     dir: Path
     archive: Path
@@ -60,6 +52,13 @@ class LfwSubset:
     @property
     def single(self) -> list[str]:
         return sorted(k for k, v in self.images.items() if len(v) == 1)
+
+    def download_params(self) -> dict:
+        """The `download` params section that uses this archive and pins it (as one adds an archive)."""
+        from ivfg.config import DownloadConfig
+
+        pins = {**DownloadConfig().pinned_archives, self.archive.name: sha256_path(self.archive)}
+        return {"local_archive": str(self.archive), "pinned_archives": pins}
 
     def image_bytes(self, identity: str, index: int = 0) -> bytes:
         return self.data[f"{identity}/{self.images[identity][index]}"]

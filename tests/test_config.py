@@ -143,14 +143,17 @@ def test_load_params_reports_the_file_it_read(tmp_path: Path):
         load_params(path)
 
 
-def test_environment_overrides_local_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("IVFG_LFW_ARCHIVE", raising=False)
-    cfg = DownloadConfig(local_archive=str(tmp_path / "a.tgz"))
-    assert cfg.resolved_local_archive() == (tmp_path / "a.tgz").resolve()
-    monkeypatch.setenv("IVFG_LFW_ARCHIVE", str(tmp_path / "b.tgz"))
-    assert cfg.resolved_local_archive() == (tmp_path / "b.tgz").resolve()
-    monkeypatch.delenv("IVFG_LFW_ARCHIVE")
-    assert DownloadConfig().resolved_local_archive() is None
+def test_local_archive_is_relative_to_the_project_root(tmp_path: Path):
+    assert DownloadConfig(local_archive="../data/a.tgz").resolved_local_archive(tmp_path / "project") == \
+        (tmp_path / "data" / "a.tgz").resolve()
+    absolute = tmp_path / "b.tgz"
+    assert DownloadConfig(local_archive=str(absolute)).resolved_local_archive(tmp_path / "x") == absolute
+    assert DownloadConfig().resolved_local_archive(tmp_path) is None
+
+
+def test_pinned_archives_must_be_sha256_digests():
+    with pytest.raises(ConfigError, match=r"download\.pinned_archives.*not a lowercase hex SHA-256 for mine\.tgz"):
+        parse_params({"download": {"pinned_archives": {"mine.tgz": "abc"}}})
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO_ROOT / "presets").glob("*.args")))

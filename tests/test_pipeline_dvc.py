@@ -77,6 +77,7 @@ def make_project(root: Path, lfw_subset: LfwSubset, stages: tuple[str, ...]) -> 
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["align"]["workers"] = 0
+    params["download"].update(lfw_subset.download_params())
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO_ROOT / "stages", root / "stages", ignore=ignore)
@@ -87,7 +88,6 @@ def make_project(root: Path, lfw_subset: LfwSubset, stages: tuple[str, ...]) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GIT_", "IVFG_"))}
     env.update({
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "IVFG_LFW_ARCHIVE": str(lfw_subset.archive),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "DVC_NO_ANALYTICS": "1",
         # keep DVC's and git's per-user state out of it (and a user's git config, e.g. commit signing)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from ivfg.config import AlignConfig
 from ivfg.data.faceframe import warp_to_frame
 from ivfg.device import resolve_device
+from ivfg.errors import InputError
 from ivfg.fileio import atomic_dir, write_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -32,12 +34,19 @@ class Detection:
     faces: int             # faces MTCNN found in the image
 
 
-def load_rgb(path: Path) -> tuple[Image.Image, str]:
-    """Decode any PIL-readable file to RGB; return the image and its original mode."""
+def load_rgb(path: Path, max_side: int | None = None) -> tuple[Image.Image, str]:
+    """Decode any PIL-readable file to RGB; return the image and its original mode.
+
+    `max_side` shrinks a larger image to fit: a JPEG is decoded at reduced scale straight away (its DCT
+    allows 1/2 to 1/8), so a 144-megapixel photo never occupies memory at full size."""
     with Image.open(path) as img:
+        if max_side is not None and max(img.size) > max_side:
+            img.draft("RGB", (max_side, max_side))
         img.load()
         mode = img.mode
         img = ImageOps.exif_transpose(img)
+        if max_side is not None and max(img.size) > max_side:
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -89,22 +98,35 @@ class FaceAligner:
 
 
 class _ImageFiles(Dataset):
-    def __init__(self, paths: Sequence[Path]):
-        self.paths = paths
+    """Decoded images, or why one cannot be used (never fatal); reasons name files relative to `root`."""
+
+    def __init__(self, paths: Sequence[Path], root: Path, cfg: AlignConfig):
+        self.paths, self.root, self.cfg = paths, root, cfg
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        path = self.paths[i]
+        if path.is_dir():
+            return i, None, None, 1.0, "a directory, not an image"
         try:
-            img, mode = load_rgb(self.paths[i])
-            return i, img, mode, None
+            with Image.open(path) as probe:
+                full_side = max(probe.size)
+            img, mode = load_rgb(path, self.cfg.max_image_side)
         except Exception as exc:  # any unreadable file is reported, never fatal
-            return i, None, None, f"unreadable: {type(exc).__name__}: {exc}"
+            # Messages like PIL's quote the absolute path: keep the checkout's location out of the output.
+            message = str(exc).replace(str(path), path.relative_to(self.root).as_posix())
+            return i, None, None, 1.0, f"unreadable: {type(exc).__name__}: {message}"
+        if min(img.size) < self.cfg.min_face_size:
+            # MTCNN's scale pyramid is empty for an image smaller than the smallest face it looks for.
+            return i, None, None, 1.0, f"too small: {img.size[0]}x{img.size[1]} is below align.min_face_size"
+        return i, img, mode, full_side / max(img.size), None
 
 
 def list_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every entry named like an image; a directory so named is listed too, to be reported."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_dir()))
 
 
 def _index_row(image: str, source: str, identity: str, det: Detection) -> list:
@@ -120,23 +142,24 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
     (index.csv), a failure list (failures.csv) and a report (report.json). Returns the figures."""
     paths = list_images(images_root)
     if not paths:
-        raise FileNotFoundError(f"no images under {images_root}: run the download stage first")
+        raise InputError(f"no images under {images_root}: run the download stage first")
     aligner = FaceAligner(cfg)
-    loader = DataLoader(_ImageFiles(paths), batch_size=cfg.batch_size, num_workers=cfg.workers,
+    loader = DataLoader(_ImageFiles(paths, images_root, cfg), batch_size=cfg.batch_size, num_workers=cfg.workers,
                         collate_fn=list, persistent_workers=False)
-    rows, failures, modes = [], [], Counter()
+    rows, failures, modes, shrunk = [], [], Counter(), 0
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
         progress = tqdm(total=len(paths), desc="align", unit="img")
         for batch in loader:
             progress.update(len(batch))
-            for i, _, _, error in batch:
+            for i, _, _, _, error in batch:
                 if error:
                     failures.append((paths[i], error))
-            good = [(i, img, mode) for i, img, mode, error in batch if error is None]
-            modes.update(mode for _, _, mode in good)
-            aligned = aligner.align([img for _, img, _ in good])
-            for (i, _, _), result in zip(good, aligned):
+            good = [(i, img, mode, scale) for i, img, mode, scale, error in batch if error is None]
+            modes.update(mode for _, _, mode, _ in good)
+            shrunk += sum(scale != 1.0 for *_, scale in good)
+            aligned = aligner.align([img for _, img, _, _ in good])
+            for (i, _, _, scale), result in zip(good, aligned):
                 source = paths[i].relative_to(images_root)
                 if result is None:
                     failures.append((paths[i], "no face detected"))
@@ -145,6 +168,8 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
                 target = Path("images") / source.with_suffix(f".{cfg.image_format}")
                 (tmp / target).parent.mkdir(parents=True, exist_ok=True)
                 face.save(tmp / target, quality=95) if cfg.image_format == "jpg" else face.save(tmp / target)
+                # The index gives box and landmarks in the source photo's pixels, also for a shrunk one.
+                det = dataclasses.replace(det, box=det.box * scale, landmarks=det.landmarks * scale)
                 rows.append(_index_row(target.as_posix(), source.as_posix(), source.parts[0], det))
         progress.close()
         seconds = time.perf_counter() - start
@@ -158,8 +183,11 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
             "failed": len(failures),
             "no_face": sum(why == "no face detected" for _, why in failures),
             "unreadable": sum(why.startswith("unreadable") for _, why in failures),
+            "too_small": sum(why.startswith("too small") for _, why in failures),
+            "directories": sum(why.startswith("a directory") for _, why in failures),
             "aligned_fraction": len(rows) / len(paths),
             "multi_face_images": sum(int(r[4]) > 1 for r in rows),
+            "shrunk": shrunk,  # larger than align.max_image_side, detected at that size
             "identities": len({r[2] for r in rows}),
             "seconds": seconds,
             "images_per_second": len(paths) / seconds if seconds > 0 else 0.0,

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import http.client
+import logging
+import os
 import shutil
 import tarfile
 import urllib.error
@@ -12,13 +14,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ivfg.config import DownloadConfig
+from ivfg.errors import IvfgError
 from ivfg.fileio import atomic_dir, sha256_file, write_json
 
-PROTOCOL_FILES = ("pairs.txt", "people.txt")
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(IvfgError):
     """A download, checksum or archive problem; the message says what to do."""
 
 
@@ -28,7 +32,6 @@ class Source:
     archive_sha256: str
     pairs: Path
     pairs_sha256: str
-    origin: str
 
 
 def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, timeout: float = 60.0) -> Path:
@@ -39,6 +42,7 @@ def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, tim
     """
     dest = Path(dest)
     if dest.is_file() and sha256 is not None and sha256_file(dest) == sha256:
+        _check_size(dest, url, size)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -54,7 +58,7 @@ def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, tim
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"{url}: cannot connect ({exc}); check the network or use a local archive "
-                            "(download.local_archive or IVFG_LFW_ARCHIVE)") from None
+                            "(download.local_archive)") from None
     with response:
         if offset and response.status != 206:
             offset = 0  # the server ignored the range: start over
@@ -79,64 +83,85 @@ def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, tim
 
 
 def _finish(part: Path, dest: Path, url: str, sha256: str | None, size: int | None) -> Path:
-    actual_size = part.stat().st_size
     actual = sha256_file(part)
-    if (sha256 is not None and actual != sha256) or (size is not None and actual_size != size):
+    if sha256 is not None and actual != sha256:
         part.unlink()
-        raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, size {size}; got {actual}, "
-                            f"size {actual_size}). The bad file was removed; rerun to download again, or fix "
-                            "download.sha256 if the source changed on purpose.")
-    part.replace(dest)
+        raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, got {actual}). The bad file was "
+                            "removed; rerun to download again, or fix download.sha256 (and pin the new archive in "
+                            "download.pinned_archives) if the source changed on purpose.")
+    part.replace(dest)  # verified: keep it, even when the size param below is wrong
+    _check_size(dest, url, size)
     return dest
 
 
-def read_sha256sums(path: Path) -> dict[str, str]:
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*").strip()] = digest.lower()
-    return sums
+def _check_size(path: Path, url: str, size: int | None) -> None:
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        raise DownloadError(f"{url}: download.size is {size} but the file, whose SHA-256 matches download.sha256, "
+                            f"has {actual} bytes; set download.size to {actual} (or null). The file was kept "
+                            f"at {path}.")
+
+
+def pinned_name(archive: Path, digest: str, cfg: DownloadConfig) -> str:
+    """The name under which `digest` is pinned; refuse an archive that is not pinned."""
+    for name, pinned in cfg.pinned_archives.items():
+        if pinned == digest:
+            return name
+    raise DownloadError(
+        f"{archive}: SHA-256 {digest} is not among download.pinned_archives ({', '.join(cfg.pinned_archives)}), "
+        "so it is not extracted. If this is the archive you mean to use, pin it on purpose: add "
+        f"`{archive.name}: {digest}` under download.pinned_archives in params.yaml "
+        f"(or dvc exp run -S 'download.pinned_archives.{archive.stem.replace('.', '_')}={digest}').")
 
 
 def local_source(archive: Path, cfg: DownloadConfig) -> Source:
-    """A local archive with pairs.txt (and SHA256SUMS, which wins over params) beside it."""
+    """A local archive (pinned by its SHA-256) with LFW's pairs.txt (pinned too) beside it."""
     if not archive.is_file():
-        raise DownloadError(f"local LFW archive {archive} does not exist (set by download.local_archive "
-                            "or IVFG_LFW_ARCHIVE)")
+        raise DownloadError(f"local LFW archive {archive} (download.local_archive) does not exist; point "
+                            "download.local_archive at LFW's .tgz, or set it to null to download it")
     pairs = archive.parent / "pairs.txt"
     if not pairs.is_file():
         raise DownloadError(f"{pairs} is missing: put LFW's pairs.txt beside the local archive {archive.name}")
-    sums_file = archive.parent / "SHA256SUMS"
-    sums = read_sha256sums(sums_file) if sums_file.is_file() else {}
-    return Source(archive, sums.get(archive.name, cfg.sha256), pairs, sums.get("pairs.txt", cfg.pairs_sha256),
-                  origin=str(archive))
+    return Source(archive, sha256_file(archive), pairs, cfg.pairs_sha256)
 
 
 def verify(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
         raise DownloadError(f"{path}: checksum mismatch (expected sha256 {expected}, got {actual}); the file is "
-                            "corrupt or not the one expected. Replace it, or update SHA256SUMS / download.sha256.")
+                            "corrupt or not the one expected. Replace it, or update download.pairs_sha256 if "
+                            "it changed on purpose.")
 
 
-def resolve_source(cfg: DownloadConfig) -> Source:
-    local = cfg.resolved_local_archive()
+def resolve_source(cfg: DownloadConfig, root: Path) -> Source:
+    """The archive and pairs.txt, verified: a local archive (download.local_archive, relative to the
+    project root `root`) or the download; either way the archive must be pinned."""
+    if os.environ.get("IVFG_LFW_ARCHIVE"):
+        raise DownloadError("IVFG_LFW_ARCHIVE is set, but the archive is a param now (DVC cannot see the "
+                            "environment): unset it and use `make pipeline LFW_ARCHIVE=…` or "
+                            "`dvc exp run -S download.local_archive=…`")
+    local = cfg.resolved_local_archive(root)
     if local is not None:
         source = local_source(local, cfg)
-        verify(source.archive, source.archive_sha256)
         verify(source.pairs, source.pairs_sha256)
-        return source
-    cache = Path(cfg.cache_dir)
-    archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size)
-    pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256)
-    return Source(archive, cfg.sha256, pairs, cfg.pairs_sha256, origin=cfg.url)
+    else:
+        cache = Path(cfg.cache_dir)
+        archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size)
+        pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256)
+        source = Source(archive, cfg.sha256, pairs, cfg.pairs_sha256)
+    pinned_name(source.archive, source.archive_sha256, cfg)
+    return source
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
     """Extract with tarfile's 'data' filter: no absolute paths, no `..`, no links leaving the tree."""
     try:
         with tarfile.open(archive, "r:*") as tar:
+            absolute = [m.name for m in tar.getmembers() if m.name.startswith("/")]
+            if absolute:  # the filter makes them relative, so nothing escapes; still, LFW has none
+                log.warning("%s: %d member(s) have absolute paths (e.g. %s); they are extracted inside the output "
+                            "as relative paths. A genuine LFW archive has none: check where this one came from.",
+                            archive, len(absolute), absolute[0])
             tar.extractall(dest, filter="data")
     except tarfile.FilterError as exc:
         raise DownloadError(f"{archive}: unsafe archive member refused ({exc})") from None
@@ -155,25 +180,24 @@ def find_image_root(extracted: Path) -> Path:
     return roots.pop()
 
 
-def prepare_lfw(cfg: DownloadConfig, out_dir: Path) -> dict:
-    """Make `out_dir` hold images/NAME/*.jpg, the protocol files and source.json; return the figures."""
-    source = resolve_source(cfg)
+def prepare_lfw(cfg: DownloadConfig, out_dir: Path, root: Path) -> dict:
+    """Make `out_dir` hold images/NAME/*.jpg, pairs.txt and source.json; return the figures.
+    Nothing in the output depends on where the archive or the project lies, so the same archive
+    gives the same DVC hash in every checkout."""
+    source = resolve_source(cfg, root)
     with atomic_dir(out_dir) as tmp:
         safe_extract(source.archive, tmp / "extracted")
         root = find_image_root(tmp / "extracted")
         root.replace(tmp / "images")
         shutil.rmtree(tmp / "extracted")
         shutil.copyfile(source.pairs, tmp / "pairs.txt")
-        for name in PROTOCOL_FILES[1:]:
-            extra = source.pairs.parent / name
-            if extra.is_file():
-                shutil.copyfile(extra, tmp / name)
         images = [p for p in (tmp / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
         figures = {
             "images": len(images),
             "identities": len({p.parent.name for p in images}),
             "archive_bytes": source.archive.stat().st_size,
         }
-        write_json(tmp / "source.json", {"origin": source.origin, "archive_sha256": source.archive_sha256,
+        write_json(tmp / "source.json", {"archive": pinned_name(source.archive, source.archive_sha256, cfg),
+                                         "archive_sha256": source.archive_sha256,
                                          "pairs_sha256": source.pairs_sha256, **figures})
     return figures

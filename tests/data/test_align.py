@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 from ivfg.config import AlignConfig
 from ivfg.data.align import INDEX_COLUMNS, align_directory, load_rgb, pick_central, read_index
 from ivfg.data.faceframe import template, warp_to_frame
+from ivfg.errors import InputError
 from tests.helpers import LfwSubset
 
 pytestmark = pytest.mark.slow
@@ -22,6 +24,8 @@ BAD = {
     "Broken_Jpeg/Broken_Jpeg_0001.jpg": "unreadable: ",
     "Not_An_Image/Not_An_Image_0001.jpg": "unreadable: UnidentifiedImageError",
     "Random_Noise/Random_Noise_0001.png": "no face detected",
+    "Tiny_Image/Tiny_Image_0001.jpg": "too small: 19x19 is below align.min_face_size",
+    "Dir_Person/Dir_Person_0001.jpg": "a directory, not an image",
 }
 
 
@@ -57,6 +61,9 @@ def mixed_folder(lfw_subset: LfwSubset, tmp_path_factory: pytest.TempPathFactory
     noise = np.random.default_rng(0).integers(0, 256, (250, 250, 3), dtype=np.uint8)
     Image.fromarray(noise).save(put("Random_Noise/Random_Noise_0001.png"))
     put("README.txt").write_text("not an image suffix: ignored\n")
+    # Smaller than the smallest face MTCNN looks for: its scale pyramid would be empty.
+    open_jpeg(lfw_subset.image_bytes(lfw_subset.multi[5])).resize((19, 19)).save(put("Tiny_Image/Tiny_Image_0001.jpg"))
+    put("Dir_Person/Dir_Person_0001.jpg").mkdir()  # a directory named like an image
     return root
 
 
@@ -80,6 +87,7 @@ def test_figures_count_every_file(aligned):
     assert figures["failed"] == len(BAD)
     assert figures["no_face"] == 1
     assert figures["unreadable"] == 2
+    assert figures["too_small"] == 1 and figures["directories"] == 1 and figures["shrunk"] == 0
     assert figures["identities"] == n_faces
     assert figures["aligned_fraction"] == pytest.approx(n_faces / (n_faces + len(BAD)))
     assert figures["device"] == "cpu"
@@ -153,15 +161,46 @@ def test_report_records_input_modes(aligned):
         {k: v for k, v in figures.items() if k not in timings})
 
 
-def test_a_second_run_writes_byte_identical_outputs(aligned, mixed_folder: Path, tmp_path: Path):
-    """DVC hashes the whole folder: anything run-dependent in it would rerun every downstream stage."""
+def test_a_second_run_elsewhere_writes_byte_identical_outputs(aligned, mixed_folder: Path, tmp_path: Path):
+    """DVC hashes the whole folder: anything run- or location-dependent in it (a timing, an absolute
+    path in a failure's reason) would give each checkout its own hash and rerun every downstream stage."""
     out, _ = aligned
+    elsewhere = tmp_path / "another" / "checkout" / "images"
+    shutil.copytree(mixed_folder, elsewhere)
     again = tmp_path / "aligned"
-    align_directory(mixed_folder, again, AlignConfig(device="cpu", workers=0, batch_size=4))
+    align_directory(elsewhere, again, AlignConfig(device="cpu", workers=0, batch_size=4))
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_a_huge_photo_is_shrunk_before_detection(lfw_subset: LfwSubset, tmp_path: Path):
+    """Detection runs at align.max_image_side; the index still gives the source photo's pixels."""
+    identity = lfw_subset.multi[0]
+    face = open_jpeg(lfw_subset.image_bytes(identity))
+    root = tmp_path / "images"
+    for name, size in (("small", 250), ("huge", 2500)):
+        (root / name).mkdir(parents=True)
+        face.resize((size, size), Image.Resampling.BICUBIC).save(root / name / f"{name}_0001.jpg", quality=95)
+    cfg = AlignConfig(device="cpu", workers=0, max_image_side=500)
+    figures = align_directory(root, tmp_path / "aligned", cfg)
+    assert figures["aligned"] == 2 and figures["shrunk"] == 1
+    rows = {r["identity"]: r for r in read_index(tmp_path / "aligned" / "index.csv")}
+    for i in range(5):
+        for axis in "xy":
+            # the same face at 10x the size: landmarks 10x further out (to within detection noise)
+            assert float(rows["huge"][f"{axis}{i}"]) == pytest.approx(10 * float(rows["small"][f"{axis}{i}"]), abs=25)
+    crops = [np.asarray(Image.open(tmp_path / "aligned" / "images" / n / f"{n}_0001.png")).astype(float)
+             for n in ("small", "huge")]
+    assert np.abs(crops[0] - crops[1]).mean() < 12  # the same face in the same frame
+
+
+def test_load_rgb_shrinks_a_jpeg_while_decoding(tmp_path: Path):
+    Image.new("RGB", (4000, 3000), (90, 120, 150)).save(tmp_path / "big.jpg", quality=90)
+    img, mode = load_rgb(tmp_path / "big.jpg", max_side=1000)
+    assert max(img.size) == 1000 and img.size == (1000, 750) and mode == "RGB"
+    assert load_rgb(tmp_path / "big.jpg")[0].size == (4000, 3000)
 
 
 def test_grayscale_input_stays_gray(aligned, lfw_subset: LfwSubset):
@@ -213,7 +252,7 @@ def test_jpg_output_and_worker_processes(lfw_subset: LfwSubset, mixed_folder: Pa
 def test_empty_folder_is_an_error(tmp_path: Path):
     (tmp_path / "images" / "Nobody").mkdir(parents=True)
     (tmp_path / "images" / "Nobody" / "notes.txt").write_text("no images")
-    with pytest.raises(FileNotFoundError, match="no images under"):
+    with pytest.raises(InputError, match="no images under"):
         align_directory(tmp_path / "images", tmp_path / "aligned", AlignConfig(device="cpu", workers=0))
     assert not (tmp_path / "aligned").exists()
 

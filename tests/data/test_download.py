@@ -19,7 +19,7 @@ import pytest
 
 from ivfg.config import DownloadConfig
 from ivfg.data.download import DownloadError, fetch, prepare_lfw
-from tests.helpers import LfwSubset, build_tgz, sha256_path, write_sha256sums
+from tests.helpers import LfwSubset, build_tgz, sha256_path
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # several of fetch's 1 MiB reads
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -162,10 +162,16 @@ def test_checksum_mismatch_removes_everything(server, tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_size_mismatch_is_refused(server, tmp_path: Path):
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch(server.url, tmp_path / "lfw.tgz", PAYLOAD_SHA, size=len(PAYLOAD) + 1)
-    assert list(tmp_path.iterdir()) == []
+def test_wrong_size_param_is_named_and_the_verified_file_kept(server, tmp_path: Path):
+    dest = tmp_path / "lfw.tgz"
+    with pytest.raises(DownloadError, match=rf"download\.size is {len(PAYLOAD) + 1} but the file, whose SHA-256 "
+                                            rf"matches download\.sha256, has {len(PAYLOAD)} bytes"):
+        fetch(server.url, dest, PAYLOAD_SHA, size=len(PAYLOAD) + 1)
+    assert dest.read_bytes() == PAYLOAD  # the right file is not thrown away for a wrong param
+    with pytest.raises(DownloadError, match=r"download\.size"):  # still named on the next run
+        fetch(server.url, dest, PAYLOAD_SHA, size=len(PAYLOAD) + 1)
+    fetch(server.url, dest, PAYLOAD_SHA, size=len(PAYLOAD))
+    assert len(server.state.requests) == 1  # fixed param: no second download
 
 
 def test_http_error_is_a_download_error(server, tmp_path: Path):
@@ -201,15 +207,16 @@ def test_remote_prepare_lfw_downloads_into_the_cache(server, lfw_subset: LfwSubs
         cfg = DownloadConfig(url=f"{base}/lfw.tgz", sha256=hashlib.sha256(archive_bytes).hexdigest(),
                              size=len(archive_bytes), pairs_url=f"{base}/pairs.txt",
                              pairs_sha256=hashlib.sha256(pairs_bytes).hexdigest(),
-                             cache_dir=str(tmp_path / "cache"))
-        figures = prepare_lfw(cfg, tmp_path / "raw" / "lfw")
+                             cache_dir=str(tmp_path / "cache"),
+                             pinned_archives={"lfw.tgz": hashlib.sha256(archive_bytes).hexdigest()})
+        figures = prepare_lfw(cfg, tmp_path / "raw" / "lfw", tmp_path)
     finally:
         httpd.shutdown()
         httpd.server_close()
     assert figures["images"] == lfw_subset.n_images
     assert (tmp_path / "cache" / "lfw.tgz").read_bytes() == archive_bytes
     assert (tmp_path / "raw" / "lfw" / "pairs.txt").read_bytes() == pairs_bytes
-    assert json.loads((tmp_path / "raw" / "lfw" / "source.json").read_text())["origin"] == cfg.url
+    assert json.loads((tmp_path / "raw" / "lfw" / "source.json").read_text())["archive"] == "lfw.tgz"
 
 
 # ---------------------------------------------------------------- prepare_lfw with a local archive
@@ -218,24 +225,25 @@ def listing(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
-def local_copy(subset: LfwSubset, directory: Path, archive_bytes: bytes | None = None,
-               pairs: bool = True, sums: bool = True) -> Path:
-    """An archive (by default the subset's) with pairs.txt and a matching SHA256SUMS beside it."""
+def local_copy(subset: LfwSubset, directory: Path, archive_bytes: bytes | None = None, pairs: bool = True) -> Path:
+    """An archive (by default the subset's) with pairs.txt beside it."""
     directory.mkdir(parents=True)
     archive = directory / "lfw.tgz"
     archive.write_bytes(subset.archive.read_bytes() if archive_bytes is None else archive_bytes)
-    names = [archive.name]
     if pairs:
         shutil.copyfile(subset.pairs, directory / "pairs.txt")
-        names.append("pairs.txt")
-    if sums:
-        write_sha256sums(directory, names)
     return archive
+
+
+def pinned(archive: Path, **overrides) -> DownloadConfig:
+    """Params that use `archive` and pin its digest on purpose (as a user adding an archive would)."""
+    values = {"local_archive": str(archive), "pinned_archives": {archive.name: sha256_path(archive)}, **overrides}
+    return DownloadConfig(**values)
 
 
 def test_prepare_lfw_from_local_archive(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
     out = tmp_path / "raw" / "lfw"
-    figures = prepare_lfw(DownloadConfig(local_archive=str(lfw_subset.archive)), out)
+    figures = prepare_lfw(pinned(lfw_subset.archive), out, tmp_path)
 
     assert figures == {"images": lfw_subset.n_images, "identities": len(lfw_subset.images),
                        "archive_bytes": lfw_subset.archive.stat().st_size}
@@ -247,7 +255,7 @@ def test_prepare_lfw_from_local_archive(lfw_subset: LfwSubset, tmp_path: Path, n
         assert (out / "images" / name).read_bytes() == blob
     assert (out / "pairs.txt").read_bytes() == lfw_subset.pairs.read_bytes()
     source = json.loads((out / "source.json").read_text())
-    assert source["origin"] == str(lfw_subset.archive)
+    assert source["archive"] == lfw_subset.archive.name
     assert source["archive_sha256"] == sha256_path(lfw_subset.archive)
     assert source["pairs_sha256"] == sha256_path(lfw_subset.pairs)
     assert source["images"] == lfw_subset.n_images
@@ -255,21 +263,76 @@ def test_prepare_lfw_from_local_archive(lfw_subset: LfwSubset, tmp_path: Path, n
     assert [p.name for p in out.parent.iterdir()] == ["lfw"]  # no temporary directory left
 
 
-def test_prepare_lfw_environment_variable_wins(lfw_subset: LfwSubset, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch):
+def test_both_well_known_archives_are_pinned_by_default():
+    pins = DownloadConfig().pinned_archives
+    assert pins["lfw-deepfunneled.tgz"] == "b23184430dacac3aa6570e376f79ea5b3ceb8327a2be241ebef592275bba90d3"
+    assert pins["lfw.tgz"] == DownloadConfig().sha256  # the figshare download is pinned too
+
+
+def test_the_real_deep_funneled_archive_is_accepted_by_default(lfw_dir: Path, no_lfw_env):
+    from ivfg.data.download import resolve_source
+
+    source = resolve_source(DownloadConfig(local_archive=str(lfw_dir / "lfw-deepfunneled.tgz")), Path("/"))
+    assert source.archive_sha256 == DownloadConfig().pinned_archives["lfw-deepfunneled.tgz"]
+
+
+def test_the_same_archive_gives_the_same_bytes_from_any_location(lfw_subset: LfwSubset, tmp_path: Path,
+                                                                  no_lfw_env):
+    """No absolute path in the output: two checkouts in different places lock the same hash."""
+    outputs = []
+    for place in ("one", "two/deeper"):
+        root = tmp_path / place
+        archive = local_copy(lfw_subset, root / "elsewhere")
+        out = root / "data" / "raw" / "lfw"
+        # relative to the project root, as params.yaml gives it
+        prepare_lfw(pinned(archive, local_archive="elsewhere/lfw.tgz"), out, root)
+        outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+        assert str(tmp_path).encode() not in (out / "source.json").read_bytes()
+    assert outputs[0] == outputs[1]
+
+
+def test_unpinned_archive_is_refused_and_nothing_is_written(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env,
+                                                            previous_output: Path):
+    archive = local_copy(lfw_subset, tmp_path / "src")
+    # A checksum file lying beside the archive vouches for nothing: the pins live in the params.
+    (tmp_path / "src" / "SHA256SUMS").write_text(f"{sha256_path(archive)}  lfw.tgz\n")
+    with pytest.raises(DownloadError, match=r"is not among download\.pinned_archives.*pin it on purpose.*"
+                                            + sha256_path(archive)):
+        prepare_lfw(DownloadConfig(local_archive=str(archive)), previous_output, tmp_path)
+    assert_previous_untouched(previous_output)
+
+
+def test_environment_variable_is_refused(lfw_subset: LfwSubset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """DVC cannot see the environment: the old variable must not silently pick the data."""
     monkeypatch.setenv("IVFG_LFW_ARCHIVE", str(lfw_subset.archive))
-    cfg = DownloadConfig(local_archive=str(tmp_path / "missing.tgz"), url="http://127.0.0.1:9/unreachable")
-    figures = prepare_lfw(cfg, tmp_path / "out")
-    assert figures["images"] == lfw_subset.n_images
+    with pytest.raises(DownloadError, match="IVFG_LFW_ARCHIVE is set.*download.local_archive"):
+        prepare_lfw(pinned(lfw_subset.archive), tmp_path / "out", tmp_path)
+    assert not (tmp_path / "out").exists()
 
 
 def test_prepare_lfw_replaces_previous_output(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
     out = tmp_path / "lfw"
     (out / "images" / "Stale_Person").mkdir(parents=True)
     (out / "images" / "Stale_Person" / "Stale_Person_0001.jpg").write_bytes(b"old")
-    prepare_lfw(DownloadConfig(local_archive=str(lfw_subset.archive)), out)
+    prepare_lfw(pinned(lfw_subset.archive), out, tmp_path)
     assert not (out / "images" / "Stale_Person").exists()
     assert len(list((out / "images").glob("*/*.jpg"))) == lfw_subset.n_images
+
+
+def test_absolute_member_paths_are_reported(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env,
+                                            caplog: pytest.LogCaptureFixture):
+    build = io.BytesIO()
+    with tarfile.open(fileobj=build, mode="w:gz") as tar:
+        for name, data in sorted(lfw_subset.data.items())[:3]:
+            info = tarfile.TarInfo(f"/lfw/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = local_copy(lfw_subset, tmp_path / "src", archive_bytes=build.getvalue())
+    with caplog.at_level("WARNING"):
+        figures = prepare_lfw(pinned(archive), tmp_path / "project" / "lfw", tmp_path)
+    assert figures["images"] == 3  # extracted inside the output, as relative paths
+    assert "3 member(s) have absolute paths" in caplog.text
+    assert not Path("/lfw").exists()
 
 
 @pytest.fixture
@@ -291,11 +354,11 @@ def assert_previous_untouched(out: Path) -> None:
 def test_truncated_archive_is_refused(previous: bool, lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env,
                                       request: pytest.FixtureRequest):
     data = lfw_subset.archive.read_bytes()
-    # SHA256SUMS matches the truncated file, so it is extraction that must notice.
+    # Pinned as it is, so it is extraction that must notice.
     archive = local_copy(lfw_subset, tmp_path / "src", archive_bytes=data[: len(data) // 2])
     out = request.getfixturevalue("previous_output") if previous else tmp_path / "raw" / "lfw"
     with pytest.raises(DownloadError, match="corrupt or truncated"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), out)
+        prepare_lfw(pinned(archive), out, tmp_path)
     if previous:
         assert_previous_untouched(out)
     else:
@@ -303,43 +366,24 @@ def test_truncated_archive_is_refused(previous: bool, lfw_subset: LfwSubset, tmp
         assert list(out.parent.iterdir()) == []
 
 
-def test_archive_not_matching_sha256sums_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env,
-                                                    previous_output: Path):
-    archive = local_copy(lfw_subset, tmp_path / "src")
-    sums = tmp_path / "src" / "SHA256SUMS"
-    sums.write_text(sums.read_text().replace(sha256_path(archive), "f" * 64))
-    with pytest.raises(DownloadError, match=r"lfw\.tgz: checksum mismatch \(expected sha256 f{64}"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), previous_output)
-    assert_previous_untouched(previous_output)
-
-
-def test_pairs_not_matching_sha256sums_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
+def test_pairs_not_matching_the_pin_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
     archive = local_copy(lfw_subset, tmp_path / "src")
     (tmp_path / "src" / "pairs.txt").write_text("10\t300\ntampered\n")
     with pytest.raises(DownloadError, match=r"pairs\.txt: checksum mismatch"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), tmp_path / "out")
+        prepare_lfw(pinned(archive), tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
-
-
-def test_without_sha256sums_the_params_digest_is_used(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
-    archive = local_copy(lfw_subset, tmp_path / "src", sums=False)
-    # params.yaml's default digest is the figshare lfw.tgz, which this subset is not.
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), tmp_path / "out")
-    cfg = DownloadConfig(local_archive=str(archive), sha256=sha256_path(archive))
-    assert prepare_lfw(cfg, tmp_path / "out")["images"] == lfw_subset.n_images
 
 
 def test_missing_pairs_txt_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
     archive = local_copy(lfw_subset, tmp_path / "src", pairs=False)
     with pytest.raises(DownloadError, match=r"pairs\.txt is missing"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), tmp_path / "out")
+        prepare_lfw(pinned(archive), tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_local_archive_is_refused(tmp_path: Path, no_lfw_env):
-    with pytest.raises(DownloadError, match="does not exist"):
-        prepare_lfw(DownloadConfig(local_archive=str(tmp_path / "nope.tgz")), tmp_path / "out")
+    with pytest.raises(DownloadError, match=r"does not exist.*download\.local_archive"):
+        prepare_lfw(DownloadConfig(local_archive=str(tmp_path / "nope.tgz")), tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -348,7 +392,7 @@ def test_archive_without_images_is_refused(lfw_subset: LfwSubset, tmp_path: Path
     build_tgz(blob, {"Nobody/readme.txt": b"no images here"})
     archive = local_copy(lfw_subset, tmp_path / "src", archive_bytes=blob.read_bytes())
     with pytest.raises(DownloadError, match="no images"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), tmp_path / "out")
+        prepare_lfw(pinned(archive), tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -383,7 +427,7 @@ def test_malicious_archive_is_refused(kind: str, lfw_subset: LfwSubset, tmp_path
     work.mkdir(parents=True)
     before = listing(tmp_path)
     with pytest.raises(DownloadError, match="unsafe archive member refused"):
-        prepare_lfw(DownloadConfig(local_archive=str(archive)), work / "lfw")
+        prepare_lfw(pinned(archive), work / "lfw", tmp_path)
     assert listing(tmp_path) == before  # nothing written anywhere, inside or outside the output
     assert not list(tmp_path.rglob("evil.txt"))
     assert not any(p.is_symlink() for p in tmp_path.rglob("*"))
