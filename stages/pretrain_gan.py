@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from ivfg.stage import run_main
 from ivfg.config import ConfigError, load_params
 from ivfg.fileio import atomic_path
@@ -23,7 +25,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--aligned", type=Path, default=Path("data/aligned"))
     parser.add_argument("--split", type=Path, default=Path("data/split.csv"))
-    parser.add_argument("--baseline", type=Path, default=Path("metrics/baseline.json"))
+    parser.add_argument("--thresholds", type=Path, default=Path("models/thresholds"))
     parser.add_argument("--run-dir", type=Path, default=Path("runs/pretrain_gan"))
     parser.add_argument("--out", type=Path, default=Path("models/generator.pt"))
     parser.add_argument("--metrics", default="metrics/pretrain_gan.json")
@@ -37,7 +39,7 @@ def main() -> None:
     # Under `torchrun --nproc_per_node N stages/pretrain_gan.py` each process trains on its own device;
     # process 0 alone evaluates, writes and logs.
     ranks, device = init_from_env(cfg.device)
-    threshold = eer_threshold(args.baseline, params.models.eval_recognizer)
+    threshold = eer_threshold(args.thresholds, params.models.eval_recognizer)
     images = load_training_images(args.aligned, args.split, cfg.resolution)
     evaluator = None
     if ranks.main:
@@ -55,8 +57,10 @@ def main() -> None:
         run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,
                         "train_images": len(images), "device": str(device), "processes": ranks.world})
         trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
-                             log_artifact=lambda path: run.log_artifact(path, "samples"), ranks=ranks)
-        trainer.resume(allow_code_change=os.environ.get("IVFG_RESUME_CHANGED_CODE") == "1")
+                             log_image=lambda path, shown: run.log_image(Image.open(path).convert("RGB"), "samples", step=shown),
+                             ranks=ranks)
+        trainer.resume(allow_code_change=os.environ.get("IVFG_RESUME_CHANGED_CODE") == "1",
+                       allow_settings_change=os.environ.get("IVFG_RESUME_CHANGED_SETTINGS") == "1")
         trainer.train(stop_after_steps=args.stop_after_steps)
         if trainer.shown < trainer.schedule.total:
             print(f"stopped at {trainer.shown / 1000:.1f} of {trainer.schedule.total / 1000:.1f} kimg; "

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from ivfg.config import GanConfig
+from ivfg.config import ConfigError, GanConfig
 from ivfg.device import autocast_for
+from ivfg.errors import IvfgError
 from ivfg.fileio import atomic_path, sha256_file, write_torch
 from ivfg.gan.distributed import Ranks, average_gradients
 from ivfg.gan.export import save_generator
@@ -33,24 +34,57 @@ log = logging.getLogger(__name__)
 # Fields that define the networks and the training randomness: a checkpoint is only resumed under them.
 ARCHITECTURE_KEYS = ("resolution", "start_resolution", "style_dim", "mapping_layers", "mapping_lr_mul",
                      "channel_base", "channel_max", "loss", "seed")
+# pretrain_gan keys that cannot change the trained weights: where it runs, how often it checkpoints,
+# what it measures and shows, and how the finished generator is exported (read afresh at export).
+# Every other key is compared on resume. dvc.yaml leaves device, checkpoint_kimg and grid untracked too.
+NOT_SHAPING = frozenset({"device", "checkpoint_kimg", "grid", "metrics_kimg", "fid_samples", "fid_dims",
+                         "diversity_pairs", "truncation_psi", "w_avg_samples"})
+PACKAGE = Path(__file__).resolve().parents[1]
+# The code that shapes the weights (not gan/metrics.py, which only measures them, nor gan/export.py).
+TRAINING_CODE = ("gan/training.py", "gan/networks.py", "gan/loss.py", "gan/schedule.py", "gan/data.py",
+                 "gan/distributed.py", "device.py")
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint written under other architecture parameters."""
+class CheckpointMismatch(IvfgError):
+    """A checkpoint written under other architecture parameters, training settings or training code."""
 
 
 def architecture(cfg: GanConfig) -> dict:
     return {k: getattr(cfg, k) for k in ARCHITECTURE_KEYS}
 
 
-def code_fingerprint() -> str:
-    """SHA-256 of this package's sources (ivfg/gan, the stage's code dependency in dvc.yaml).
+def training_settings(cfg: GanConfig) -> dict[str, object]:
+    """Every pretrain_gan value that shapes the weights, flat ("r1_gamma", "phases.32.lr"); phases of
+    resolutions this run never reaches are left out."""
+    raw = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in NOT_SHAPING}
+    used = {str(r) for r in cfg.resolutions()}
+    raw["phases"] = {res: phase for res, phase in raw["phases"].items() if res in used}
+    flat: dict[str, object] = {}
 
-    DVC reruns the stage when that code changes, but the persisted run directory would let the rerun
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            flat[prefix] = value
+
+    walk("", raw)
+    return flat
+
+
+def changed_settings(before: dict, now: dict) -> dict[str, tuple]:
+    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """SHA-256 of the code that trains (TRAINING_CODE).
+
+    DVC reruns the stage when its code changes, but the persisted run directory would let the rerun
     resume (or, when finished, merely re-export) weights trained by the old code and lock them as the
-    new code's product; the checkpoint records the fingerprint so that resume can tell.
+    new code's product; the checkpoint records the fingerprint so that resume can tell. Code that only
+    measures is left out, so that editing a metric does not refuse a checkpoint it cannot have shaped.
     """
-    listing = "".join(f"{source.name} {sha256_file(source)}\n" for source in sorted(Path(__file__).parent.glob("*.py")))
+    listing = "".join(f"{name} {sha256_file(package / name)}\n" for name in TRAINING_CODE)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -64,7 +98,7 @@ class GanTrainer:
     def __init__(self, cfg: GanConfig, images: torch.Tensor, run_dir: Path, device: torch.device,
                  log_metrics: Callable[[dict, int], None] | None = None,
                  evaluate: Callable[[Generator, int, float], dict] | None = None,
-                 log_artifact: Callable[[Path], None] | None = None, ranks: Ranks = Ranks()):
+                 log_image: Callable[[Path, int], None] | None = None, ranks: Ranks = Ranks()):
         if images.dtype != torch.uint8 or images.shape[-1] != cfg.resolution:
             raise ValueError(f"training images must be uint8 at {cfg.resolution}x{cfg.resolution}, "
                              f"got {images.dtype} {tuple(images.shape)}")
@@ -75,12 +109,12 @@ class GanTrainer:
         self.images = images.to(device) if device.type == "cuda" else images
         self.log_metrics = log_metrics or (lambda metrics, step: None)
         self.evaluate = evaluate
-        self.log_artifact = log_artifact or (lambda path: None)
+        self.log_image = log_image or (lambda path, step: None)
         self.autocast = autocast_for(cfg, device)
         self.ranks = ranks
         for res in cfg.resolutions():
             if cfg.phases[res].batch % ranks.world:
-                raise ValueError(f"pretrain_gan.phases.{res}.batch ({cfg.phases[res].batch}) must be divisible by "
+                raise ConfigError(f"pretrain_gan.phases.{res}.batch ({cfg.phases[res].batch}) must be divisible by "
                                  f"the number of processes ({ranks.world})")
 
         torch.manual_seed(cfg.seed)  # identical initial weights in every process
@@ -114,6 +148,7 @@ class GanTrainer:
 
     def state_dict(self) -> dict:
         return {"architecture": architecture(self.cfg), "config": self.cfg.model_dump(mode="json"), "code": self.code,
+                "settings": training_settings(self.cfg),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "shown": self.shown, "steps": self.steps, "rng": self.ranks.gather(self.rng.get_state()),
@@ -127,24 +162,33 @@ class GanTrainer:
             write_torch(self.checkpoint_path, state)
         self.ranks.barrier()
 
-    def resume(self, allow_code_change: bool = False) -> bool:
-        """Load the run directory's checkpoint if there is one; refuse one from other architecture params,
-        or (unless `allow_code_change`) one written by other training code."""
+    def resume(self, allow_code_change: bool = False, allow_settings_change: bool = False) -> bool:
+        """Load the run directory's checkpoint if there is one, finished or not. Refuse one from other
+        architecture params; and, unless allowed explicitly, one trained under other settings (any key
+        but NOT_SHAPING) or by other training code: its weights are not what these params would give."""
         if not self.checkpoint_path.is_file():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if state.get("code", self.code) != self.code and not allow_code_change:
-            raise CheckpointMismatch(
-                f"{self.checkpoint_path} was written by other training code (ivfg/gan has changed since). "
-                f"Delete {self.run_dir} to train from scratch with this code; or, to continue that run with it, "
-                "rerun with IVFG_RESUME_CHANGED_CODE=1 (if the change cannot alter training, "
-                "`dvc commit pretrain_gan` records the existing result instead).")
         if state["architecture"] != architecture(self.cfg):
             changed = {k: (state["architecture"].get(k), v) for k, v in architecture(self.cfg).items()
                        if state["architecture"].get(k) != v}
             raise CheckpointMismatch(
                 f"{self.checkpoint_path} was written with other network parameters {changed} (checkpoint, params). "
-                "Restore those params to resume, or delete the checkpoint to start over on purpose.")
+                f"Restore those params to resume, or delete {self.run_dir} to start over on purpose.")
+        before = state.get("settings") or training_settings(GanConfig.model_validate(state["config"]))
+        changed = changed_settings(before, training_settings(self.cfg))
+        if changed and not allow_settings_change:
+            listed = "; ".join(f"pretrain_gan.{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise CheckpointMismatch(
+                f"{self.checkpoint_path} was trained under other settings ({listed}; checkpoint -> params). "
+                f"Restore them to resume it; or delete {self.run_dir} to train from scratch under these; or, to "
+                "continue that run under the new settings on purpose, rerun with IVFG_RESUME_CHANGED_SETTINGS=1.")
+        if state.get("code", self.code) != self.code and not allow_code_change:
+            raise CheckpointMismatch(
+                f"{self.checkpoint_path} was written by other training code (one of {', '.join(TRAINING_CODE)} "
+                f"under ivfg/ has changed since). Delete {self.run_dir} to train from scratch with this code; or, "
+                "to continue that run with it, rerun with IVFG_RESUME_CHANGED_CODE=1 (if the change cannot alter "
+                "training, `dvc commit pretrain_gan` records the existing result instead).")
         for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
             getattr(self, name).load_state_dict(state[name])
         self.shown, self.steps = state["shown"], state["steps"]
@@ -316,7 +360,7 @@ class GanTrainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_image((images + 1) / 2, tmp, nrow=self.cfg.grid, format="png")
-        self.log_artifact(path)
+        self.log_image(path, self.shown)
         return path
 
     def run_evaluation(self) -> None:

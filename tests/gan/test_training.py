@@ -109,18 +109,66 @@ def test_a_checkpoint_of_other_training_code_is_refused_unless_allowed(images, t
     assert torch.load(trainer.checkpoint_path, weights_only=False)["code"] == "edited"
 
 
-def test_code_fingerprint_follows_the_package_sources(tmp_path, monkeypatch):
-    import ivfg.gan.training as training
+def test_code_fingerprint_covers_the_training_code_only(tmp_path):
+    from ivfg.gan.training import TRAINING_CODE, code_fingerprint
 
-    package = tmp_path / "gan"
-    package.mkdir()
-    (package / "training.py").write_text("a = 1\n")
-    monkeypatch.setattr(training, "__file__", str(package / "training.py"))
-    before = training.code_fingerprint()
-    (package / "networks.py").write_text("b = 2\n")
-    after_new_file = training.code_fingerprint()
-    (package / "networks.py").write_text("b = 3\n")
-    assert len({before, after_new_file, training.code_fingerprint()}) == 3
+    for name in (*TRAINING_CODE, "gan/metrics.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "gan" / "metrics.py").write_text("# a new metric: it cannot have shaped a checkpoint\n")
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "gan" / "loss.py").write_text("# another loss\n")
+    assert code_fingerprint(tmp_path) != before
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"r1_gamma": 1.0}, "pretrain_gan.r1_gamma: 10.0 -> 1.0"),
+    ({"ema_kimg": 5.0}, "pretrain_gan.ema_kimg: 10.0 -> 5.0"),
+    ({"betas": (0.5, 0.99)}, "pretrain_gan.betas: [0.0, 0.99] -> [0.5, 0.99]"),
+    ({"mixing_prob": 0.5}, "pretrain_gan.mixing_prob"),
+    ({"amp": "bf16"}, "pretrain_gan.amp: 'auto' -> 'bf16'"),
+    ({"phases": {8: dict(batch=4, lr=0.001, fade_kimg=0, stable_kimg=0.012),
+                 16: dict(batch=4, lr=0.002, fade_kimg=0.012, stable_kimg=0.012)}}, "pretrain_gan.phases.8.lr"),
+], ids=["r1_gamma", "ema_kimg", "betas", "mixing_prob", "amp", "phase-lr"])
+def test_a_checkpoint_under_other_training_settings_is_refused_naming_them(change, named, images, tmp_path):
+    run(tiny(), images, tmp_path, steps=2)
+    trainer = GanTrainer(tiny(**change), images, tmp_path, torch.device("cpu"))
+    with pytest.raises(CheckpointMismatch, match="trained under other settings") as refused:
+        trainer.resume()
+    assert named in str(refused.value) and "IVFG_RESUME_CHANGED_SETTINGS=1" in str(refused.value)
+    assert trainer.steps == 0  # nothing loaded
+    assert trainer.resume(allow_settings_change=True) and trainer.steps == 2  # the explicit way on
+
+
+def test_a_finished_run_under_other_settings_is_not_re_exported(images, tmp_path):
+    run(tiny(), images, tmp_path)
+    with pytest.raises(CheckpointMismatch, match="r1_gamma"):
+        GanTrainer(tiny(r1_gamma=3.0), images, tmp_path, torch.device("cpu")).resume()
+
+
+def test_keys_that_cannot_shape_the_weights_resume_bit_exactly(images, tmp_path):
+    """Where it runs, how often it checkpoints or measures, and export settings: resumed as it was."""
+    straight = run(tiny(), images, tmp_path / "a")
+    run(tiny(), images, tmp_path / "b", steps=4)
+    neutral = dict(device="cpu", checkpoint_kimg=0.008, grid=3, metrics_kimg=500, fid_samples=64,
+                   diversity_pairs=10, truncation_psi=0.5, w_avg_samples=128)
+    resumed = run(tiny(**neutral), images, tmp_path / "b")
+    assert resumed.steps == 9
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_training_settings_leave_out_unused_phases_and_measuring_keys():
+    from ivfg.gan.training import training_settings
+
+    settings = training_settings(tiny(phases={8: dict(batch=4, lr=0.002, fade_kimg=0, stable_kimg=0.012),
+                                              16: dict(batch=4, lr=0.002, fade_kimg=0.012, stable_kimg=0.012),
+                                              32: dict(batch=2, lr=0.1, fade_kimg=1, stable_kimg=1)}))
+    assert settings == training_settings(tiny())  # phase 32 is never reached at resolution 16
+    assert "phases.16.batch" in settings and "r1_gamma" in settings
+    assert not {"device", "grid", "checkpoint_kimg", "metrics_kimg", "fid_samples"} & set(settings)
 
 
 def test_exported_generator_rebuilds_with_its_mean_latent(images, tmp_path):
