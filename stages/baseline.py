@@ -6,7 +6,7 @@ from ivfg.stage import run_main
 from ivfg.config import load_params
 from ivfg.data.align import read_index
 from ivfg.device import resolve_device
-from ivfg.evaluation.baseline import evaluate_recognizer
+from ivfg.evaluation.baseline import evaluate_recognizer, write_thresholds
 from ivfg.models.registry import build_recognizer
 from ivfg.tracking import stage_run, write_metrics
 
@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--split", default="data/split.csv")
     parser.add_argument("--pairs", default="data/raw/lfw/pairs.txt")
     parser.add_argument("--metrics", default="metrics/baseline.json")
+    parser.add_argument("--thresholds", type=Path, default=Path("models/thresholds"))
     parser.add_argument("--recognizers", nargs="*", help="override baseline.recognizers")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -39,6 +40,7 @@ def main() -> None:
                   f"± {lfw.get('accuracy_std', float('nan')):.4f}, AUC {lfw.get('auc', float('nan')):.4f}, "
                   f"EER {lfw.get('eer', float('nan')):.4f} ({lfw['pairs']} pairs); "
                   f"test split EER {test.get('eer', float('nan')):.4f} ({test['pairs']} pairs)")
+    write_thresholds(args.thresholds, results)
     write_metrics(args.metrics, results)
 
 

@@ -110,3 +110,59 @@ def test_the_check_catches_a_removed_dep(pipeline):
 def test_the_closure_follows_function_level_imports():
     # virtual.py imports the registry inside load_virtual_faces.
     assert "ivfg/models/registry.py" in code_closure(REPO_ROOT / "ivfg" / "virtual.py", REPO_ROOT)
+
+
+def section_class(name: str):
+    from ivfg.config import Params
+
+    annotation = Params.model_fields[name].annotation
+    return next((a for a in getattr(annotation, "__args__", ()) if a is not type(None)), annotation)
+
+
+def params_problems(pipeline: dict) -> list[str]:
+    """Each stage's params must track every key of a section it lists except the section's `untracked`
+    ones (which cannot change a result): a key left out by mistake would leave stale results marked
+    up to date; an untracked key listed would rerun a stage, and all after it, for nothing."""
+    problems = []
+    for name, stage in pipeline["stages"].items():
+        listed: dict[str, set[str] | None] = {}
+        for entry in stage.get("params", []):
+            section, _, key = str(entry).partition(".")
+            if not key:
+                listed[section] = None
+            elif listed.get(section, set()) is not None:
+                listed.setdefault(section, set()).add(key)
+        for section, keys in listed.items():
+            cls = section_class(section)
+            if keys is None:
+                if cls.untracked:
+                    problems.append(f"{name}: lists all of {section}, untracked keys {sorted(cls.untracked)} included")
+                continue
+            if section == "models":  # a stage reads the models it uses, not all of them
+                continue
+            wanted = set(cls.model_fields) - cls.untracked
+            if keys != wanted:
+                problems.append(f"{name}: {section} misses {sorted(wanted - keys)}, lists untracked {sorted(keys - wanted)}")
+    return problems
+
+
+def test_params_deps_are_every_key_but_the_untracked(pipeline):
+    assert params_problems(pipeline) == []
+
+
+def test_the_params_check_catches_a_forgotten_and_an_untracked_key(pipeline):
+    broken = copy.deepcopy(pipeline)
+    broken["stages"]["pretrain_gan"]["params"].remove("pretrain_gan.r1_gamma")
+    broken["stages"]["pretrain_gan"]["params"].append("pretrain_gan.device")
+    assert params_problems(broken) == ["pretrain_gan: pretrain_gan misses ['r1_gamma'], lists untracked ['device']"]
+    broken = copy.deepcopy(pipeline)
+    broken["stages"]["evaluate"]["params"].append("evaluate")
+    assert params_problems(broken) == [
+        "evaluate: lists all of evaluate, untracked keys ['device', 'workers'] included"]
+
+
+def test_the_untracked_keys_are_ones_resume_ignores_too():
+    """A key DVC does not track must not be able to change the weights a resumed run continues."""
+    from ivfg.gan.training import NOT_SHAPING
+
+    assert section_class("pretrain_gan").untracked <= NOT_SHAPING

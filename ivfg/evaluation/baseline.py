@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ivfg.errors import InputError
+from ivfg.fileio import atomic_dir, write_json
 from ivfg.evaluation.verification import Pair, read_lfw_pairs, split_pairs, verification_metrics
 from ivfg.models.recognizers import Recognizer
 
@@ -74,16 +76,28 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
     return result
 
 
-def eer_threshold(baseline_json: Path, recognizer: str) -> float:
-    """The recognizer's EER threshold on the test split, as the baseline stage recorded it (tau)."""
-    if not baseline_json.is_file():
-        raise FileNotFoundError(f"{baseline_json} is missing: run the baseline stage first (dvc repro baseline)")
-    results = json.loads(baseline_json.read_text())
-    if recognizer not in results:
-        raise ValueError(f"{baseline_json} has no results for '{recognizer}' (models.eval_recognizer); "
-                         "add it to baseline.recognizers and rerun the baseline stage")
-    test = results[recognizer]["test_split"]
+THRESHOLD_KEYS = ("eer_threshold", "eer", "pairs", "genuine")
+
+
+def write_thresholds(directory: Path, results: dict[str, dict]) -> None:
+    """One file per recognizer with its test-split EER threshold τ and what it rests on.
+
+    Stages after the baseline depend on their recognizer's file alone, not on metrics/baseline.json:
+    that one also holds run timings, and a stopwatch must not make DVC retrain a GAN."""
+    with atomic_dir(directory) as tmp:
+        for name, result in results.items():
+            test = result["test_split"]
+            write_json(tmp / f"{name}.json", {"recognizer": name, **{k: test[k] for k in THRESHOLD_KEYS if k in test}})
+
+
+def eer_threshold(directory: Path, recognizer: str) -> float:
+    """The recognizer's EER threshold on the test split, as the baseline stage recorded it (τ)."""
+    path = Path(directory) / f"{recognizer}.json"
+    if not path.is_file():
+        raise InputError(f"{path} is missing: list '{recognizer}' in baseline.recognizers and run the baseline "
+                         "stage (dvc repro baseline)")
+    test = json.loads(path.read_text())
     if "eer_threshold" not in test:
-        raise ValueError(f"{baseline_json}: the test split gave no EER threshold for '{recognizer}' "
+        raise InputError(f"{path}: the test split gave no EER threshold for '{recognizer}' "
                          f"({test['pairs']} pairs, {test['genuine']} genuine): it needs genuine and impostor pairs")
     return float(test["eer_threshold"])

@@ -18,6 +18,7 @@ from ivfg.config import AlignConfig, ConfigError, EvaluateConfig, Params
 from ivfg.data.align import FaceAligner, read_index
 from ivfg.data.split import read_split
 from ivfg.device import autocast_for, resolve_device, uses_bf16
+from ivfg.errors import InputError
 from ivfg.evaluation import figures as fig
 from ivfg.evaluation.baseline import eer_threshold
 from ivfg.evaluation.facesets import FaceSets
@@ -42,7 +43,7 @@ CELEBA_METRICS = ["original", "set_a", "set_b", "protection", "diversity"]
 class EvaluatePaths:
     aligned: Path = Path("data/aligned")
     split: Path = Path("data/split.csv")
-    baseline: Path = Path("metrics/baseline.json")
+    thresholds: Path = Path("models/thresholds")
     projector: Path = Path("models/projector.pt")
     generator: Path = Path("models/generator.pt")
     plots: Path = Path("plots/evaluate")
@@ -139,7 +140,7 @@ def originals_threshold(sets: FaceSets) -> float:
     """τ for a dataset without a baseline stage: the EER threshold over every pair of its originals."""
     figures = pair_metrics(sets.recognizer, sets.embeddings("original"), sets.labels, 0.0)
     if "eer_threshold" not in figures:
-        raise ValueError("the faces give no same-person and different-person pairs to set τ on")
+        raise InputError("the faces give no same-person and different-person pairs to set τ on")
     return float(figures["eer_threshold"])
 
 
@@ -150,18 +151,18 @@ def dataset_rows(paths: EvaluatePaths, dataset: str, cfg: EvaluateConfig) -> lis
     else:
         source = paths.aligned / "index.csv"
         if not source.is_file():
-            raise FileNotFoundError(f"{source} is missing: run the celeba_align stage first (dvc repro celeba_align)")
+            raise InputError(f"{source} is missing: run the celeba_align stage first (dvc repro celeba_align)")
         rows = read_index(source)
     rows = choose_faces(rows, cfg.max_images, cfg.seed)
     if len({r["identity"] for r in rows}) < 2:
-        raise ValueError(f"{source}: needs faces of at least two identities to evaluate on")
+        raise InputError(f"{source}: needs faces of at least two identities to evaluate on")
     return rows
 
 
 def evaluate_model(params: Params, paths: EvaluatePaths, run: StageRun, dataset: str = "lfw") -> dict:
     """The stage: returns the figures written to its metrics file."""
     if dataset not in ("lfw", "celeba"):
-        raise ValueError(f"unknown dataset '{dataset}': lfw or celeba")
+        raise InputError(f"unknown dataset '{dataset}': lfw or celeba")
     cfg, models = params.evaluate, params.models
     role = recognizer_role(cfg, models.train_recognizer)
     start = time.perf_counter()
@@ -170,7 +171,7 @@ def evaluate_model(params: Params, paths: EvaluatePaths, run: StageRun, dataset:
     virtual = load_virtual_faces(paths.projector, paths.generator, device, models.weights, fast=True)
     rows = dataset_rows(paths, dataset, cfg)
     faces = load_faces(paths.aligned, [r["image"] for r in rows])
-    threshold = eer_threshold(paths.baseline, cfg.recognizer) if dataset == "lfw" else float("nan")
+    threshold = eer_threshold(paths.thresholds, cfg.recognizer) if dataset == "lfw" else float("nan")
     sets = build_face_sets(cfg, virtual, faces, [r["identity"] for r in rows], threshold, device, models.weights,
                            paths.cache)
     if dataset == "celeba":

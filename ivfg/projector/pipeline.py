@@ -14,6 +14,7 @@ from PIL import Image
 from ivfg.config import ConfigError, Params, TrainConfig
 from ivfg.data.split import read_split
 from ivfg.device import resolve_device
+from ivfg.errors import InputError
 from ivfg.evaluation.baseline import eer_threshold
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
@@ -35,7 +36,7 @@ class TrainPaths:
     split: Path = Path("data/split.csv")
     triplets: Path = Path("data/triplets/train.csv")
     generator: Path = Path("models/generator.pt")
-    baseline: Path = Path("metrics/baseline.json")
+    thresholds: Path = Path("models/thresholds")
     run_dir: Path = Path("runs/train")
     out: Path = Path("models/projector.pt")
     plots: Path = Path("plots/train.csv")
@@ -80,7 +81,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     cfg, models = params.train, params.models
     check_recognizers(params)
     device = resolve_device(cfg.device)
-    threshold = eer_threshold(paths.baseline, models.eval_recognizer)
+    threshold = eer_threshold(paths.thresholds, models.eval_recognizer)
     generator = load_generator(paths.generator, device)
 
     encoder = build_recognizer(models.encoder, device, models.weights)
@@ -98,7 +99,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
         frozen_embeddings(recognizer, paths.aligned, images, 32, device, cache)
     val_rows = choose_validation_faces(read_split(paths.split)["val"], cfg.val_images, cfg.seed)
     if len({r["identity"] for r in val_rows}) < 2:
-        raise ValueError(f"{paths.split}: the validation split needs two identities with two or more images")
+        raise InputError(f"{paths.split}: the validation split needs two identities with two or more images")
     val_images = [r["image"] for r in val_rows]
     check = ValidationCheck(load_faces(paths.aligned, val_images), [r["identity"] for r in val_rows],
                             frozen_embeddings(encoder, paths.aligned, val_images, 32, device, cache),
