@@ -120,10 +120,11 @@ class ModelsConfig(Section):
 
 
 class BaselineConfig(Section):
-    untracked = frozenset({"device"})
+    untracked = frozenset({"device", "workers"})
     recognizers: list[RecognizerName] = Field(default_factory=lambda: ["sface", "dlib-resnet"], min_length=1)
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
+    workers: int = Field(2, ge=1, le=64)  # processes for dlib (same descriptors, face for face)
     seed: int = Field(0, ge=0)
 
 
@@ -141,7 +142,7 @@ def _is_power_of_two(value: int) -> bool:
 
 class GanConfig(Section):
     # Resume compares more (ivfg/gan/training.py, NOT_SHAPING); these are the keys that change no output.
-    untracked = frozenset({"device", "checkpoint_kimg", "grid"})
+    untracked = frozenset({"device", "checkpoint_kimg", "grid", "workers"})
     resolution: int = Field(128, ge=8, le=1024)
     start_resolution: int = Field(8, ge=8, le=1024)
     style_dim: int = Field(512, ge=8)
@@ -168,6 +169,7 @@ class GanConfig(Section):
     grid: int = Field(8, ge=1, le=32)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
+    workers: int = Field(2, ge=1, le=64)  # processes for dlib in the identity-diversity check
     amp: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the device runs bf16 natively
 
     @model_validator(mode="after")

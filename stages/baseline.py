@@ -31,7 +31,7 @@ def main() -> None:
     with stage_run("baseline") as run:
         run.log_params({"baseline": cfg.model_dump(), "models.weights": params.models.weights})
         for name in args.recognizers or cfg.recognizers:
-            recognizer = build_recognizer(name, device, params.models.weights)
+            recognizer = build_recognizer(name, device, params.models.weights, workers=cfg.workers)
             results[name] = evaluate_recognizer(recognizer, aligned, index_rows, split_rows, Path(args.pairs),
                                                 cfg.batch_size, device, cfg.seed)
             run.log_metrics({name: results[name]})

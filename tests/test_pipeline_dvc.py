@@ -242,3 +242,64 @@ def test_param_change_reruns_only_downstream_stages(project, second_repro):
     seeds = sorted(r.data.params["split.seed"] for r in runs if r.info.run_name == "split")
     assert seeds == ["0", "1"]
     assert "up to date" in dvc("repro", project=root, env=env)
+
+
+def test_an_untracked_key_reruns_nothing(project, second_repro):
+    """align.workers cannot change a result: DVC does not track it (dvc.yaml lists the other keys)."""
+    root, env = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["align"]["workers"] = 1
+    params["download"]["cache_dir"] = "elsewhere/downloads"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "changed" not in dvc("status", project=root, env=env)
+
+
+def other_archive(subset: LfwSubset, directory: Path, drop: int) -> Path:
+    """A second real archive: the subset without `drop` of its single-image identities."""
+    directory.mkdir(parents=True)
+    dropped = set(subset.single[:drop])
+    members = {name: blob for name, blob in subset.data.items() if name.split("/")[0] not in dropped}
+    shutil.copyfile(subset.pairs, directory / "pairs.txt")
+    from tests.helpers import build_tgz
+
+    return build_tgz(directory / f"lfw-minus{drop}.tgz", members)
+
+
+def test_switching_the_archive_reruns_download_and_the_lock_names_it(project, second_repro, lfw_subset: LfwSubset,
+                                                                    tmp_path: Path):
+    from tests.helpers import sha256_path
+
+    root, env = project
+    second = other_archive(lfw_subset, tmp_path / "second", drop=1)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["download"]["local_archive"] = str(second)
+    params["download"]["pinned_archives"][second.name] = sha256_path(second)  # accepted on purpose
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "download" in dvc("status", "download", project=root, env=env)
+
+    output = dvc("repro", "download", project=root, env=env)
+
+    assert "Running stage 'download'" in output, output
+    locked = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["download"]["params"]["params.yaml"]
+    assert locked["download.local_archive"] == str(second)
+    assert locked["download.pinned_archives"][second.name] == sha256_path(second)
+    source = json.loads((root / "data" / "raw" / "lfw" / "source.json").read_text())
+    assert source["archive"] == second.name and source["images"] == lfw_subset.n_images - 1
+
+
+def test_an_unpinned_archive_is_refused_and_nothing_changes(project, second_repro, lfw_subset: LfwSubset,
+                                                           tmp_path: Path):
+    root, env = project
+    third = other_archive(lfw_subset, tmp_path / "third", drop=2)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["download"]["local_archive"] = str(third)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    lock, before = (root / "dvc.lock").read_bytes(), snapshot(root)
+
+    refused = subprocess.run([str(VENV_BIN / "dvc"), "repro", "download"], cwd=root, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    assert refused.returncode != 0
+    assert "is not among download.pinned_archives" in refused.stdout and "pin it on purpose" in refused.stdout
+    assert "Traceback" not in refused.stdout  # a user error: one line
+    assert (root / "dvc.lock").read_bytes() == lock and snapshot(root) == before

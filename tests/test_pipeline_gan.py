@@ -46,6 +46,30 @@ def test_tiny_preset_trains_to_the_end_and_exports_the_generator(project):
     assert list((root / "runs" / "pretrain_gan" / "samples").glob("*.png"))
 
 
+def test_sample_grids_are_mlflow_images_with_their_step(project):
+    import mlflow
+
+    root, env, _ = project
+    (train_run,) = [r for r in mlflow_runs(env["MLFLOW_TRACKING_URI"]) if r.data.tags.get("stage") == "pretrain_gan"]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    logged = [a.path for a in client.list_artifacts(train_run.info.run_id, "images")]
+    grids = sorted((root / "runs" / "pretrain_gan" / "samples").glob("*.png"))
+    assert len([p for p in logged if p.endswith(".png") and "samples" in p]) == len(grids) >= 2, logged
+    assert any("step" in p for p in logged), logged  # MLflow names each image after its step
+
+
+def test_a_baseline_rerun_with_other_timings_leaves_pretrain_gan_up_to_date(project):
+    """pretrain_gan depends on τ (models/thresholds/dlib-resnet.json), not on the baseline's stopwatch."""
+    root, env, _ = project
+    timings = json.loads((root / "metrics" / "baseline.json").read_text())["dlib-resnet"]["ms_per_image"]
+    threshold = (root / "models" / "thresholds" / "dlib-resnet.json").read_bytes()
+    output = dvc("repro", "--force", "--single-item", "baseline", project=root, env=env)
+    assert "Running stage 'baseline'" in output, output
+    assert json.loads((root / "metrics" / "baseline.json").read_text())["dlib-resnet"]["ms_per_image"] != timings
+    assert (root / "models" / "thresholds" / "dlib-resnet.json").read_bytes() == threshold
+    assert "changed" not in dvc("status", "pretrain_gan", project=root, env=env)
+
+
 def test_the_experiment_commit_records_its_metrics_for_dvc_exp_show(project):
     root, env, _ = project
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).split()

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -134,7 +135,8 @@ def _index_row(image: str, source: str, identity: str, det: Detection) -> list:
             *[f"{v:.2f}" for v in det.box], *[f"{v:.2f}" for v in det.landmarks.ravel()]]
 
 
-RUN_TIMINGS = ("seconds", "images_per_second")
+# How this run went rather than what it produced: metrics only, never in the DVC output.
+RUN_ONLY = ("seconds", "images_per_second", "device")
 
 
 def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
@@ -148,7 +150,8 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
                         collate_fn=list, persistent_workers=False)
     rows, failures, modes, shrunk = [], [], Counter(), 0
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(1) as writer:
+        saves: list[Future] = []
         progress = tqdm(total=len(paths), desc="align", unit="img")
         for batch in loader:
             progress.update(len(batch))
@@ -167,10 +170,13 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
                 face, det = result
                 target = Path("images") / source.with_suffix(f".{cfg.image_format}")
                 (tmp / target).parent.mkdir(parents=True, exist_ok=True)
-                face.save(tmp / target, quality=95) if cfg.image_format == "jpg" else face.save(tmp / target)
+                # zlib/libjpeg release Python's lock: encoding overlaps the next batch's detection.
+                saves.append(writer.submit(_save_face, face, tmp / target, cfg.image_format))
                 # The index gives box and landmarks in the source photo's pixels, also for a shrunk one.
                 det = dataclasses.replace(det, box=det.box * scale, landmarks=det.landmarks * scale)
                 rows.append(_index_row(target.as_posix(), source.as_posix(), source.parts[0], det))
+        for save in saves:
+            save.result()  # an error writing a face stops the stage, as it would inline
         progress.close()
         seconds = time.perf_counter() - start
         _write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
@@ -193,11 +199,15 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
             "images_per_second": len(paths) / seconds if seconds > 0 else 0.0,
             "device": str(aligner.device),
         }
-        # report.json is part of the DVC output: run timings there would give every run a new hash and
-        # rerun every stage downstream, so they go to the stage's metrics only.
-        report = {k: v for k, v in figures.items() if k not in RUN_TIMINGS}
+        # report.json is part of the DVC output: run timings (or the device) there would give every run a
+        # new hash and rerun every stage downstream, so they go to the stage's metrics only.
+        report = {k: v for k, v in figures.items() if k not in RUN_ONLY}
         write_json(tmp / "report.json", {**report, "input_modes": dict(modes)})
     return figures
+
+
+def _save_face(face: Image.Image, path: Path, image_format: str) -> None:
+    face.save(path, quality=95) if image_format == "jpg" else face.save(path)
 
 
 def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Sequence]) -> None:

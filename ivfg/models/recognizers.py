@@ -113,7 +113,8 @@ class DlibResNet(Recognizer):
     name = "dlib-resnet"
     differentiable = False
     embedding_dim = 128
-    chunk = 32  # faces per task sent to a worker
+    chunk = 32  # faces per task sent to a worker, at most
+    min_parallel = 8  # fewer faces than this per worker are not worth a round trip to the pool
 
     def __init__(self, model_path: str | Path, landmarks_path: str | Path, workers: int = 1):
         super().__init__()
@@ -145,7 +146,9 @@ class DlibResNet(Recognizer):
             self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                              initializer=_start_worker, initargs=self.paths)
             atexit.register(self.close)  # before interpreter teardown, when the pipes still work
-        chunks = [faces[i:i + self.chunk] for i in range(0, len(faces), self.chunk)]
+        # At most `chunk` faces per task, and enough tasks to keep every worker busy on a small batch.
+        size = max(1, min(self.chunk, -(-len(faces) // self.workers)))
+        chunks = [faces[i:i + size] for i in range(0, len(faces), size)]
         return np.concatenate(list(self._pool.map(_embed_in_worker, chunks)))
 
     def close(self) -> None:
@@ -168,7 +171,7 @@ class DlibResNet(Recognizer):
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         arrays = (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        parallel = self.workers > 1 and len(arrays) > self.chunk
+        parallel = self.workers > 1 and len(arrays) >= 2 * self.min_parallel
         return torch.from_numpy(self._map(arrays) if parallel else self._descriptors(arrays)).to(images.device)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,20 @@ def test_dlib_scores_the_same_person_higher(aligned_faces):
     assert float(-dlib_model.score(emb[0:1], emb[1:2])) < 0.6
 
 
+def test_dlib_in_worker_processes_gives_the_same_descriptors_for_small_batches_too(aligned_faces):
+    """The baseline embeds 32 faces per call: two workers must split them, face for face the same."""
+    faces = torch.cat(list(aligned_faces.values()))
+    faces = torch.cat([faces, faces.flip(-1)])  # mirrored copies: more faces, all real
+    single = build_recognizer("dlib-resnet")
+    pooled = build_recognizer("dlib-resnet", workers=2)
+    try:
+        for count in (len(faces), 17):  # an uneven split as well
+            assert torch.equal(pooled.embed(faces[:count]), single.embed(faces[:count]))
+        assert pooled._pool is not None  # it did run in the pool
+    finally:
+        pooled.close()
+
+
 @pytest.mark.parametrize("name", ["facenet-vggface2", "facenet-casia"])
 def test_facenet_scores_the_same_person_higher(name, aligned_faces):
     try:
