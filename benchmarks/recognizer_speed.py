@@ -53,6 +53,14 @@ def main() -> None:
             model = FaceNet(None, name).freeze().to(device)
             note = "  (weights unavailable offline: random weights, timing only)"
         print(f"{name:18s} {timed(model.embed, batch, args.repeats):8.1f} ms/image{note}")
+    # The forms the stages use besides the exact ones above.
+    pooled = build_recognizer("dlib-resnet", device, workers=2)
+    print(f"{'dlib-resnet x2':18s} {timed(pooled.embed, batch, args.repeats):8.1f} ms/image  "
+          "(2 worker processes: baseline, pretrain_gan and evaluate; the same descriptors)")
+    pooled.close()
+    fast = build_recognizer("sface", device, fast=True)
+    print(f"{'sface fast':18s} {timed(fast.embed, batch, args.repeats):8.1f} ms/image  "
+          "(batch norms folded: train's R and E; equal up to float rounding)")
     inception = build_inception(device)
     print(f"{'fid-inception':18s} {timed(inception, batch, args.repeats):8.1f} ms/image  (192-d + 2048-d)")
 

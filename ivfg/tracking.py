@@ -139,7 +139,8 @@ def remember_run(run: StageRun, path: Path) -> None:
 def stage_run(stage: str, tags: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
               resume_id: str | None = None) -> Iterator[StageRun]:
     """An MLflow run for one stage, named after the DVC experiment when there is one ("exp/stage") and
-    tagged by `run_tags`; `resume_id` continues an interrupted run of the same stage instead."""
+    tagged by `run_tags`; `params` (the sections the stage reads) are logged and hashed into a tag.
+    `resume_id` continues an interrupted run of the same stage instead."""
     if not tracking_enabled():
         yield StageRun(None)
         return
@@ -168,7 +169,10 @@ def stage_run(stage: str, tags: Mapping[str, str] | None = None, params: Mapping
             resume_id = None  # not in this store (another MLFLOW_TRACKING_URI, a deleted database)
     name = f"{all_tags['dvc.exp_name']}/{stage}" if "dvc.exp_name" in all_tags else stage
     with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else name, tags=all_tags):
-        yield StageRun(mlflow)
+        run = StageRun(mlflow)
+        if params:
+            run.log_params(params)
+        yield run
 
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> None:

@@ -16,8 +16,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/align.json")
     args = parser.parse_args()
     cfg = load_params(args.params).align
-    with stage_run("align") as run:
-        run.log_params({"align": cfg.model_dump()})
+    with stage_run("align", params={"align": cfg.model_dump(mode="json")}) as run:
         figures = align_directory(Path(args.images), Path(args.out), cfg)
         run.log_metrics({k: v for k, v in figures.items() if k != "device"})
         run.log_artifact(Path(args.out) / "report.json")

@@ -28,8 +28,8 @@ def main() -> None:
     index_rows = read_index(aligned / "index.csv")
     split_rows = read_index(Path(args.split))
     results = {}
-    with stage_run("baseline") as run:
-        run.log_params({"baseline": cfg.model_dump(), "models.weights": params.models.weights})
+    tracked = {"baseline": cfg.model_dump(mode="json"), "models": {"weights": params.models.weights}}
+    with stage_run("baseline", params=tracked) as run:
         for name in args.recognizers or cfg.recognizers:
             recognizer = build_recognizer(name, device, params.models.weights, workers=cfg.workers)
             results[name] = evaluate_recognizer(recognizer, aligned, index_rows, split_rows, Path(args.pairs),

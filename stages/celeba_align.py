@@ -17,7 +17,6 @@ def main() -> None:
     params = load_params(args.params)
     tracked = {"celeba": params.celeba.model_dump(mode="json"), "align": params.align.model_dump(mode="json")}
     with stage_run("celeba_align", params=tracked) as run:
-        run.log_params(tracked)
         figures = prepare_celeba(params.celeba, params.align, args.out)
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)

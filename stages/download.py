@@ -15,8 +15,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/download.json")
     args = parser.parse_args()
     cfg = load_params(args.params).download
-    with stage_run("download") as run:
-        run.log_params({"download": cfg.model_dump()})
+    with stage_run("download", params={"download": cfg.model_dump(mode="json")}) as run:
         figures = prepare_lfw(cfg, Path(args.out), project_root())
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)

@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("--generator", type=Path, default=Path("models/generator.pt"))
     parser.add_argument("--out", type=Path, default=Path("models/ivfg.pt"))
     args = parser.parse_args()
-    with stage_run("export") as run:
+    with stage_run("export", params={}) as run:  # no params: the hash of none
         info = export_model(args.out, args.projector, args.generator)
         run.log_params(info)
         run.log_artifact(args.out)

@@ -51,11 +51,13 @@ def main() -> None:
     start = time.perf_counter()
     # The MLflow run of an interrupted training (its id is removed once the generator is exported).
     run_id_file = args.run_dir / "mlflow_run_id"
-    tracked = stage_run("pretrain_gan", resume_id=read_run_id(run_id_file))
-    with tracked if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
+    tracked = {"pretrain_gan": cfg.model_dump(mode="json"),
+               "models": {"eval_recognizer": params.models.eval_recognizer, "weights": params.models.weights}}
+    run_context = stage_run("pretrain_gan", params=tracked, resume_id=read_run_id(run_id_file))
+    with run_context if ranks.main else contextlib.nullcontext(StageRun(None)) as run:
         if ranks.main:
             remember_run(run, run_id_file)
-        run.log_params({"pretrain_gan": cfg.model_dump(mode="json"), "eval_threshold": threshold,
+        run.log_params({"eval_threshold": threshold,
                         "train_images": len(images), "device": str(device), "processes": ranks.world})
         trainer = GanTrainer(cfg, images, args.run_dir, device, log_metrics=run.log_metrics, evaluate=evaluator,
                              log_image=lambda path, shown: run.log_image(Image.open(path).convert("RGB"), "samples", step=shown),

@@ -19,8 +19,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/split.json")
     args = parser.parse_args()
     cfg = load_params(args.params).split
-    with stage_run("split") as run:
-        run.log_params({"split": cfg.model_dump()})
+    with stage_run("split", params={"split": cfg.model_dump(mode="json")}) as run:
         rows, figures = split_index(read_index(Path(args.index)), cfg)
         with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, ["image", "identity", "split"])

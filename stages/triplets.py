@@ -21,8 +21,7 @@ def main() -> None:
     cfg = load_params(args.params).triplets
     splits = read_split(Path(args.split))
     figures = {}
-    with stage_run("triplets") as run, atomic_dir(args.out) as tmp:
-        run.log_params({"triplets": cfg.model_dump()})
+    with stage_run("triplets", params={"triplets": cfg.model_dump(mode="json")}) as run, atomic_dir(args.out) as tmp:
         for salt, name in enumerate(SPLITS):
             triplets = make_triplets(splits[name], cfg, salt=salt)
             with open(tmp / f"{name}.csv", "w", newline="") as handle:

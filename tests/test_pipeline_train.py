@@ -75,6 +75,20 @@ def test_the_pipeline_trains_p_and_writes_its_model_curves_and_metrics(project):
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_every_stage_run_of_one_dvc_experiment_is_found_by_its_name(project):
+    """`dvc exp run` of the whole pipeline: each stage's MLflow run carries the experiment's name, its
+    baseline commit, the stage and the hash of the params it read."""
+    _, env, _ = project
+    runs = mlflow_runs(env["MLFLOW_TRACKING_URI"])
+    experiment = next(r for r in runs if r.data.tags["stage"] == "train").data.tags["dvc.exp_name"]
+    mine = [r for r in runs if r.data.tags.get("dvc.exp_name") == experiment]
+    assert sorted(r.data.tags["stage"] for r in mine) == sorted(STAGES)
+    for r in mine:
+        tags = r.data.tags
+        assert r.info.run_name == f"{experiment}/{tags['stage']}" and r.info.status == "FINISHED"
+        assert len(tags["dvc.baseline_rev"]) == 40 and len(tags["params_sha256"]) == 64, tags
+
+
 def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
     import mlflow
 

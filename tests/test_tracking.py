@@ -171,3 +171,22 @@ def test_the_experiment_opens_on_its_runs_in_the_mlflow_ui(tmp_path, monkeypatch
         pass
     tags = client.get_experiment_by_name(EXPERIMENT).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_stage_params_are_logged_and_hashed_into_a_tag(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import mlflow
+
+    from ivfg.tracking import params_sha256
+
+    uri = f"sqlite:///{tmp_path / 'params.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    params = {"split": {"seed": 1, "train": 0.8}}
+    with stage_run("split", params=params):
+        pass
+    with stage_run("split", params={"split": {"seed": 2, "train": 0.8}}):
+        pass
+    client = mlflow.MlflowClient(uri)
+    first, second = sorted(client.search_runs([client.get_experiment_by_name("ivfg").experiment_id]),
+                           key=lambda r: r.info.start_time)
+    assert first.data.params == {"split.seed": "1", "split.train": "0.8"}
+    assert first.data.tags["params_sha256"] == params_sha256(params) != second.data.tags["params_sha256"]

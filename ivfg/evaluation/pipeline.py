@@ -178,7 +178,7 @@ def evaluate_model(params: Params, paths: EvaluatePaths, run: StageRun, dataset:
         sets.threshold = threshold = originals_threshold(sets)
     name = "LFW test" if dataset == "lfw" else "CelebA"
     label = f"{name}, {cfg.recognizer}" + (" (the training recognizer)" if role == "training" else "")
-    run.log_params({"evaluate": cfg.model_dump(mode="json"), "threshold": threshold, "faces": len(rows),
+    run.log_params({"threshold": threshold, "faces": len(rows),
                     "dataset": dataset, "recognizer_role": role, "key_bits": virtual.key_bits, "device": str(device)})
 
     if dataset == "lfw":

@@ -123,8 +123,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
                                                    if isinstance(v, float)))
         return figures
 
-    run.log_params({"train": cfg.model_dump(mode="json"), "models": models.model_dump(mode="json"),
-                    "eval_threshold": threshold, "train_triplets": len(table), "train_faces": len(images),
+    run.log_params({"eval_threshold": threshold, "train_triplets": len(table), "train_faces": len(images),
                     "val_faces": len(val_rows), "device": str(device)})
     trainer = ProjectorTrainer(cfg, virtual, recognizer, enc_emb, rec_emb, table, paths.run_dir, device, settings,
                                log_metrics=run.log_metrics, end_of_epoch=end_of_epoch)
