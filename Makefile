@@ -2,8 +2,9 @@
 VENV := .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # LFW_ARCHIVE=path/to/lfw.tgz (relative to this folder, pairs.txt beside it) sets the param
-# download.local_archive through `dvc exp run -S`, so that dvc.lock records which archive was used and
-# switching archives reruns the download. STAGE=name stops at that stage.
+# download.local_archive through `dvc exp run -S` (plain `dvc repro` when it already names that
+# archive), so that dvc.lock records which archive was used and switching archives reruns the
+# download. STAGE=name stops at that stage.
 STAGE ?=
 
 .PHONY: setup pipeline test
@@ -13,7 +14,10 @@ setup:
 
 pipeline: setup
 ifdef LFW_ARCHIVE
-	dvc exp run $(STAGE) -S download.local_archive=$(LFW_ARCHIVE)
+	@# Only a different archive goes through `dvc exp run -S` (which also rewrites params.yaml in DVC's style).
+	@if [ "$$(python -c 'import yaml; print(yaml.safe_load(open("params.yaml"))["download"]["local_archive"])')" = "$(LFW_ARCHIVE)" ]; \
+	then echo "dvc repro $(STAGE)"; dvc repro $(STAGE); \
+	else echo "dvc exp run $(STAGE) -S download.local_archive=$(LFW_ARCHIVE)"; dvc exp run $(STAGE) -S download.local_archive=$(LFW_ARCHIVE); fi
 else
 	dvc repro $(STAGE)
 endif

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.align import align_directory
+from ivfg.data.align import RUN_ONLY, align_directory
 from ivfg.tracking import stage_run, write_metrics
 
 
@@ -18,10 +18,13 @@ def main() -> None:
     cfg = load_params(args.params).align
     with stage_run("align", params={"align": cfg.model_dump(mode="json")}) as run:
         figures = align_directory(Path(args.images), Path(args.out), cfg)
-        run.log_metrics({k: v for k, v in figures.items() if k != "device"})
+        run.log_metrics({k: v for k, v in figures.items() if k != "device"})  # timings included
         run.log_artifact(Path(args.out) / "report.json")
         run.log_artifact(Path(args.out) / "failures.csv")
-    write_metrics(args.metrics, figures)
+    print(f"aligned {figures['aligned']} of {figures['images']} images in {figures['seconds']:.0f} s "
+          f"({figures['images_per_second']:.1f} images/s on {figures['device']})")
+    # The metrics file is a DVC output too: results only, so that a rerun reproduces the lock's hash.
+    write_metrics(args.metrics, {k: v for k, v in figures.items() if k not in RUN_ONLY})
 
 
 if __name__ == "__main__":
