@@ -138,6 +138,7 @@ class GanTrainer:
         self.train_seconds = 0.0  # wall time of earlier sessions, up to their last checkpoint
         self.session_start: float | None = None
         self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
+        self.checkpointed_at = -1  # images shown at the last checkpoint written or loaded
         self.interrupted = False  # set by Ctrl-C: stop after this step
         self.code = code_fingerprint()
 
@@ -202,6 +203,7 @@ class GanTrainer:
         self.history = state["history"]
         self.train_seconds = state["train_seconds"]
         self.evaluated_at = state.get("evaluated_at", round(self.history[-1]["kimg"] * 1000) if self.history else -1)
+        self.checkpointed_at = self.shown
         log.info("resumed from %s at %.1f kimg", self.checkpoint_path, self.shown / 1000)
         return True
 
@@ -338,7 +340,8 @@ class GanTrainer:
         bar.close()
         if self.shown >= self.schedule.total and self.evaluated_at != self.shown:
             self.run_evaluation()
-        self.checkpoint(session_start)
+        if self.checkpointed_at != self.shown:  # not twice at one point: one grid per step in MLflow
+            self.checkpoint(session_start)
 
     def total_seconds(self) -> float:
         """Wall time of this run over all its sessions (evaluations included, time lost to
@@ -349,6 +352,7 @@ class GanTrainer:
     def checkpoint(self, session_start: float) -> None:
         self.save_checkpoint(time.perf_counter() - session_start)
         self.save_grid()
+        self.checkpointed_at = self.shown
 
     def save_grid(self) -> Path | None:
         if not self.ranks.main:

@@ -87,8 +87,19 @@ def test_ctrl_c_checkpoints_after_the_current_step_and_resume_is_exact(images, t
 def test_rerun_after_the_end_does_not_train_again(images, tmp_path):
     cfg = tiny()
     run(cfg, images, tmp_path)
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     again = run(cfg, images, tmp_path)
     assert again.steps == 9
+    # nothing rewritten: one checkpoint and one sample grid per point of training, even across reruns
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == written
+
+
+def test_one_sample_grid_per_step_when_the_end_falls_on_a_checkpoint(images, tmp_path):
+    logged = []
+    trainer = GanTrainer(tiny(checkpoint_kimg=0.036), images, tmp_path, torch.device("cpu"),
+                         log_image=lambda path, step: logged.append(step))
+    trainer.train()  # 36 images in all: the interval checkpoint and the end coincide
+    assert logged == [36]
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(images, tmp_path):
