@@ -182,6 +182,13 @@ def test_a_128_bit_experiment_reruns_train_and_evaluate_and_both_show_side_by_si
                 experiments[revision["name"]] = (data["params"]["params.yaml"]["data"]["train"]["key_bits"],
                                                  evaluate["set_a"]["eer"])
     assert sorted(bits for bits, _ in experiments.values()) == [8, 128], experiments
+    # `dvc plots diff` draws both experiments' loss curves and ROC curves together.
+    names = sorted(experiments, key=lambda name: experiments[name][0])
+    drawn = json.loads(dvc("plots", "diff", *names, "--json", project=root, env=env))["data"]
+    for plot in ("plots/train.csv", "plots/train_val.csv", "plots/evaluate/roc/set_a.csv"):
+        (vega,) = [entry for entry in drawn[plot] if entry["type"] == "vega"]
+        assert sorted(vega["revisions"]) == sorted(names), plot
+        assert {row["rev"] for row in vega["content"]["data"]["values"]} == set(names), plot
     # The MLflow UI finds both evaluations by experiment name.
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("ivfg")
