@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO_ROOT, LfwSubset
+from tests.helpers import REPO_ROOT, LfwSubset, build_tgz, sha256_path
 
 pytestmark = pytest.mark.slow
 
@@ -260,21 +260,22 @@ def other_archive(subset: LfwSubset, directory: Path, drop: int) -> Path:
     dropped = set(subset.single[:drop])
     members = {name: blob for name, blob in subset.data.items() if name.split("/")[0] not in dropped}
     shutil.copyfile(subset.pairs, directory / "pairs.txt")
-    from tests.helpers import build_tgz
-
     return build_tgz(directory / f"lfw-minus{drop}.tgz", members)
+
+
+def set_download_params(root: Path, **values) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["download"].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_switching_the_archive_reruns_download_and_the_lock_names_it(project, second_repro, lfw_subset: LfwSubset,
                                                                     tmp_path: Path):
-    from tests.helpers import sha256_path
-
     root, env = project
     second = other_archive(lfw_subset, tmp_path / "second", drop=1)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["download"]["local_archive"] = str(second)
-    params["download"]["pinned_archives"][second.name] = sha256_path(second)  # accepted on purpose
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    pins = yaml.safe_load((root / "params.yaml").read_text())["download"]["pinned_archives"]
+    set_download_params(root, local_archive=str(second),
+                        pinned_archives={**pins, second.name: sha256_path(second)})  # accepted on purpose
     assert "download" in dvc("status", "download", project=root, env=env)
 
     output = dvc("repro", "download", project=root, env=env)
@@ -291,9 +292,7 @@ def test_an_unpinned_archive_is_refused_and_nothing_changes(project, second_repr
                                                            tmp_path: Path):
     root, env = project
     third = other_archive(lfw_subset, tmp_path / "third", drop=2)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["download"]["local_archive"] = str(third)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_download_params(root, local_archive=str(third))
     raw = root / "data" / "raw"
     lock, before = (root / "dvc.lock").read_bytes(), sorted(p.relative_to(raw) for p in raw.rglob("*"))
 

@@ -323,10 +323,7 @@ def test_absolute_member_paths_are_reported(lfw_subset: LfwSubset, tmp_path: Pat
                                             caplog: pytest.LogCaptureFixture):
     build = io.BytesIO()
     with tarfile.open(fileobj=build, mode="w:gz") as tar:
-        for name, data in sorted(lfw_subset.data.items())[:3]:
-            info = tarfile.TarInfo(f"/lfw/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        add_three_faces(tar, lfw_subset, top="/lfw")
     archive = local_copy(lfw_subset, tmp_path / "src", archive_bytes=build.getvalue())
     with caplog.at_level("WARNING"):
         figures = prepare_lfw(pinned(archive), tmp_path / "project" / "lfw", tmp_path)
@@ -396,14 +393,19 @@ def test_archive_without_images_is_refused(lfw_subset: LfwSubset, tmp_path: Path
     assert not (tmp_path / "out").exists()
 
 
+def add_three_faces(tar: tarfile.TarFile, subset: LfwSubset, top: str) -> None:
+    """The subset's first three images as `top/NAME/NAME_000N.jpg` members."""
+    for name, data in sorted(subset.data.items())[:3]:
+        info = tarfile.TarInfo(f"{top}/{name}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
 def malicious_tgz(target: Path, subset: LfwSubset, kind: str) -> None:
     """A real LFW-looking archive with one hostile member appended."""
     build = io.BytesIO()
     with tarfile.open(fileobj=build, mode="w:gz") as tar:
-        for name, data in sorted(subset.data.items())[:3]:
-            info = tarfile.TarInfo(f"lfw/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        add_three_faces(tar, subset, top="lfw")
         if kind.startswith("dotdot"):
             payload = b"escaped!"
             info = tarfile.TarInfo({"dotdot1": "../evil.txt", "dotdot3": "../../../evil.txt"}[kind])
