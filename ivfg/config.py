@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -11,6 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ivfg.errors import IvfgError
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+|mps)$"
+
+
+def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested sections as dotted keys ("pretrain_gan.phases.32.lr"), the way params.yaml, dvc.yaml and
+    MLflow name them."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            out[prefix] = value
+
+    walk("", data)
+    return out
 
 
 class ConfigError(IvfgError, ValueError):

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ivfg.config import flatten
 from ivfg.fileio import write_json
 
 EXPERIMENT = "ivfg"
@@ -44,20 +45,6 @@ def tracking_enabled() -> bool:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
-    else:
-        out[prefix] = value
-
-
-def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    _flatten("", data, out)
-    return out
 
 
 class StageRun:

@@ -36,12 +36,19 @@ class Detection:
 
 
 def load_rgb(path: Path, max_side: int | None = None) -> tuple[Image.Image, str]:
-    """Decode any PIL-readable file to RGB; return the image and its original mode.
+    """Decode any PIL-readable file to RGB; return the image and its original mode."""
+    img, mode, _ = decode(path, max_side)
+    return img, mode
+
+
+def decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, str, float]:
+    """`load_rgb`, and the factor the image was shrunk by (1.0: full size).
 
     `max_side` shrinks a larger image to fit: a JPEG is decoded at reduced scale straight away (its DCT
     allows 1/2 to 1/8), so a 144-megapixel photo never occupies memory at full size."""
     with Image.open(path) as img:
-        if max_side is not None and max(img.size) > max_side:
+        full_side = max(img.size)
+        if max_side is not None and full_side > max_side:
             img.draft("RGB", (max_side, max_side))
         img.load()
         mode = img.mode
@@ -54,7 +61,7 @@ def load_rgb(path: Path, max_side: int | None = None) -> tuple[Image.Image, str]
             img.paste(rgba, mask=rgba.getchannel("A"))
         else:
             img = img.convert("RGB")
-    return img, mode
+    return img, mode, full_side / max(img.size)
 
 
 def pick_central(boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> Detection:
@@ -112,9 +119,7 @@ class _ImageFiles(Dataset):
         if path.is_dir():
             return i, None, None, 1.0, "a directory, not an image"
         try:
-            with Image.open(path) as probe:
-                full_side = max(probe.size)
-            img, mode = load_rgb(path, self.cfg.max_image_side)
+            img, mode, scale = decode(path, self.cfg.max_image_side)
         except Exception as exc:  # any unreadable file is reported, never fatal
             # Messages like PIL's quote the absolute path: keep the checkout's location out of the output.
             message = str(exc).replace(str(path), path.relative_to(self.root).as_posix())
@@ -122,7 +127,7 @@ class _ImageFiles(Dataset):
         if min(img.size) < self.cfg.min_face_size:
             # MTCNN's scale pyramid is empty for an image smaller than the smallest face it looks for.
             return i, None, None, 1.0, f"too small: {img.size[0]}x{img.size[1]} is below align.min_face_size"
-        return i, img, mode, full_side / max(img.size), None
+        return i, img, mode, scale, None
 
 
 def list_images(root: Path) -> list[Path]:

@@ -30,6 +30,7 @@ class DownloadError(IvfgError):
 class Source:
     archive: Path
     archive_sha256: str
+    archive_name: str  # the name under which its digest is pinned (download.pinned_archives)
     pairs: Path
     pairs_sha256: str
 
@@ -122,7 +123,8 @@ def local_source(archive: Path, cfg: DownloadConfig) -> Source:
     pairs = archive.parent / "pairs.txt"
     if not pairs.is_file():
         raise DownloadError(f"{pairs} is missing: put LFW's pairs.txt beside the local archive {archive.name}")
-    return Source(archive, sha256_file(archive), pairs, cfg.pairs_sha256)
+    digest = sha256_file(archive)
+    return Source(archive, digest, pinned_name(archive, digest, cfg), pairs, cfg.pairs_sha256)
 
 
 def verify(path: Path, expected: str) -> None:
@@ -144,13 +146,11 @@ def resolve_source(cfg: DownloadConfig, root: Path) -> Source:
     if local is not None:
         source = local_source(local, cfg)
         verify(source.pairs, source.pairs_sha256)
-    else:
-        cache = Path(cfg.cache_dir)
-        archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size)
-        pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256)
-        source = Source(archive, cfg.sha256, pairs, cfg.pairs_sha256)
-    pinned_name(source.archive, source.archive_sha256, cfg)
-    return source
+        return source
+    cache = Path(cfg.cache_dir)
+    archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size)
+    pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256)
+    return Source(archive, cfg.sha256, pinned_name(archive, cfg.sha256, cfg), pairs, cfg.pairs_sha256)
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -197,7 +197,7 @@ def prepare_lfw(cfg: DownloadConfig, out_dir: Path, root: Path) -> dict:
             "identities": len({p.parent.name for p in images}),
             "archive_bytes": source.archive.stat().st_size,
         }
-        write_json(tmp / "source.json", {"archive": pinned_name(source.archive, source.archive_sha256, cfg),
+        write_json(tmp / "source.json", {"archive": source.archive_name,
                                          "archive_sha256": source.archive_sha256,
                                          "pairs_sha256": source.pairs_sha256, **figures})
     return figures

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from ivfg.config import ConfigError, GanConfig
+from ivfg.config import ConfigError, GanConfig, flatten
 from ivfg.device import autocast_for
 from ivfg.errors import IvfgError
 from ivfg.fileio import atomic_path, sha256_file, write_torch
@@ -59,17 +59,7 @@ def training_settings(cfg: GanConfig) -> dict[str, object]:
     raw = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in NOT_SHAPING}
     used = {str(r) for r in cfg.resolutions()}
     raw["phases"] = {res: phase for res, phase in raw["phases"].items() if res in used}
-    flat: dict[str, object] = {}
-
-    def walk(prefix: str, value: object) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
-        else:
-            flat[prefix] = value
-
-    walk("", raw)
-    return flat
+    return flatten(raw)
 
 
 def changed_settings(before: dict, now: dict) -> dict[str, tuple]:
