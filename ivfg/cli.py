@@ -98,7 +98,8 @@ def load_tools(args: argparse.Namespace):
     from ivfg.virtual import load_model
 
     device = resolve_device(args.device)
-    virtual = load_model(args.model, device)
+    # E's fast form, as train and evaluate run it (equal up to float rounding, about twice as fast on a CPU).
+    virtual = load_model(args.model, device, fast=True)
     key = read_key(args, virtual.key_bits)
     return Anonymizer(virtual, MTCNN(keep_all=True, device=device), device), key, virtual
 

@@ -75,8 +75,11 @@ def main() -> None:
         run.log_artifact(args.out)
         run_id_file.unlink(missing_ok=True)
     final = trainer.history[-1] if trainer.history else {}
-    write_metrics(args.metrics, {**final, "train_images": len(images), "train_seconds": trainer.total_seconds(), "session_seconds": time.perf_counter() - start,
-                                 "kimg": trainer.shown / 1000})
+    # Timings go to the log and MLflow (eval/eval_seconds), never into the metrics: a rerun must write the same file.
+    write_metrics(args.metrics, {**{k: v for k, v in final.items() if k != "eval_seconds"},
+                                 "train_images": len(images), "kimg": trainer.shown / 1000})
+    print(f"pretrain_gan: {trainer.total_seconds():.0f} s of training in all, "
+          f"{time.perf_counter() - start:.0f} s in this session")
     args.plots.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:
         keys = ["kimg", "resolution", "alpha", "fid192", "fid2048", "identity_diversity", "real_identity_diversity"]

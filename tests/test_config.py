@@ -172,7 +172,7 @@ def test_every_preset_applies_to_params_yaml_and_validates(preset, tmp_path):
         key, value = override.split("=", 1)
         if key.count(".") == 1:  # scalar settings land as given (phases are checked by the schedule)
             section, name = key.split(".")
-            landed = str(getattr(getattr(loaded, section), name)).lower()
+            landed = str(getattr(getattr(loaded, section), name)).lower().replace(" ", "")
             assert landed in (value.lower(), value.lower() + ".0", "none" if value == "null" else value), override
     gan = loaded.pretrain_gan
     assert gan.resolutions()[-1] == gan.resolution

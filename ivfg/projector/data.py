@@ -64,7 +64,9 @@ def frozen_embeddings(recognizer: Recognizer, aligned_dir: Path, images: list[st
     """(N, D) embeddings of the faces, in `images` order; cached under `cache_dir` by content."""
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"{recognizer.name}-{content_key(recognizer.name, aligned_dir, images)}.pt"
+        # The fast form differs by float rounding: its embeddings are cached apart from the exact form's.
+        name = recognizer.name + ("-fast" if getattr(recognizer, "fast", False) else "")
+        cache = Path(cache_dir) / f"{name}-{content_key(name, aligned_dir, images)}.pt"
         if cache.is_file():
             log.info("embeddings of %d faces by %s from %s", len(images), recognizer.name, cache)
             return torch.load(cache, weights_only=True)
