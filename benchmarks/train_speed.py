@@ -107,9 +107,17 @@ def bench(size: str, arch: dict, rec_name: str, args, device: torch.device, trip
     pieces = {k: timed(fn, device, args.seconds / 2)
               for k, fn in parts(virtual, r, emb[:n].to(device), keys, trainer.autocast).items()}
     steps_per_epoch = -(-triplets // args.batch)
+    epoch_min = steps_per_epoch * step / 60
+    if args.full_epoch:  # every step of one epoch, timed end to end, instead of the median step times steps
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps_per_epoch):
+            trainer.step(next(batches))
+        synchronize(device)
+        epoch_min = (time.perf_counter() - start) / 60
     return {"size": size, "G": f"{arch['resolution']}px/{arch['style_dim']}", "R": rec_name + note,
             "batch": args.batch, "step_ms": 1000 * step, "steps_per_s": 1 / step,
-            "triplets_per_s": args.batch / step, "epoch_min": steps_per_epoch * step / 60,
+            "triplets_per_s": args.batch / step, "epoch_min": epoch_min,
             **{f"{k}_ms": 1000 * v for k, v in pieces.items()}}
 
 
@@ -145,6 +153,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--full-epoch", action="store_true",
+                        help="time one whole epoch of steps (default: the median step times the epoch's steps)")
     parser.add_argument("--compare-r", action="store_true", help="also time R's exact and fast forms alone")
     parser.add_argument("--scratch", default="/tmp/ivfg-train-speed")
     args = parser.parse_args()
@@ -157,7 +167,8 @@ def main() -> None:
             triplets = sum(1 for _ in csv.DictReader(handle))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; amp {'bf16' if uses_bf16(args.amp, device) else 'fp32'}; batch {args.batch} triplets "
-          f"({4 * args.batch} faces through G and R per step); epoch = {triplets} triplets")
+          f"({4 * args.batch} faces through G and R per step); epoch = {triplets} triplets, "
+          f"{'timed whole' if args.full_epoch else 'median step x steps'}")
     header = "| size | G | R | step ms | steps/s | triplets/s | epoch min | P ms | G ms | R ms |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
