@@ -7,7 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # download. STAGE=name stops at that stage.
 STAGE ?=
 
-.PHONY: setup pipeline test
+.PHONY: setup pipeline test mlflow-ui
 
 setup:
 	@scripts/setup.sh
@@ -24,3 +24,6 @@ endif
 
 test: setup
 	python -m pytest $(PYTEST_ARGS)
+
+mlflow-ui: setup
+	python scripts/mlflow_ui.py $(if $(PORT),--port $(PORT))

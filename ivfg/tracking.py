@@ -19,9 +19,26 @@ from ivfg.config import flatten
 from ivfg.fileio import write_json
 
 EXPERIMENT = "ivfg"
-# MLflow 3's UI opens an experiment on a GenAI "traces" overview unless it is marked as model development;
-# so marked, it opens on the runs table.
+# Marks the experiment as model development for the MLflow versions whose UI reads the tag. MLflow 3.17's
+# UI ignores it: a GenAI / Model training switch (default GenAI, remembered by the browser) decides, so a
+# link must carry `workflowType=machine_learning` to open on the runs table (see `ui_link`).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def ui_link(base_url: str, experiment_id: str | None) -> str:
+    """The MLflow UI page of the experiment's runs table (the experiment list when there is none yet)."""
+    base = base_url.rstrip("/")
+    if experiment_id is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def experiment_id(uri: str | None = None) -> str | None:
+    """The id of the project's experiment in the tracking store, or None before any stage has run."""
+    import mlflow
+
+    experiment = mlflow.MlflowClient(uri or tracking_uri()).get_experiment_by_name(EXPERIMENT)
+    return experiment.experiment_id if experiment else None
 
 
 def project_root(start: str | Path | None = None) -> Path:

@@ -173,6 +173,25 @@ def test_the_experiment_opens_on_its_runs_in_the_mlflow_ui(tmp_path, monkeypatch
     assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_the_ui_link_opens_the_projects_experiment_on_model_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """MLflow 3.17's UI ignores the experiment's kind tag and opens on GenAI unless the link asks otherwise."""
+    import mlflow
+
+    from ivfg.tracking import EXPERIMENT, experiment_id, stage_run, ui_link
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("IVFG_TRACKING", raising=False)
+    assert experiment_id(uri) is None  # no stage has run yet: the experiment list
+    assert ui_link("http://127.0.0.1:5000/", None) == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    mlflow.MlflowClient(uri).create_experiment("another")  # ids are the store's, not always 1
+    with stage_run("evaluate"):
+        pass
+    found = experiment_id(uri)
+    assert found == mlflow.MlflowClient(uri).get_experiment_by_name(EXPERIMENT).experiment_id != "0"
+    assert ui_link("http://h:1", found) == f"http://h:1/#/experiments/{found}?workflowType=machine_learning"
+
+
 def test_stage_params_are_logged_and_hashed_into_a_tag(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import mlflow
 
