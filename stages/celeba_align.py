@@ -5,6 +5,7 @@ from pathlib import Path
 from ivfg.config import load_params
 from ivfg.data.celeba import prepare_celeba
 from ivfg.stage import run_main
+from ivfg.data.align import RUN_ONLY
 from ivfg.tracking import stage_run, write_metrics
 
 
@@ -19,7 +20,9 @@ def main() -> None:
     with stage_run("celeba_align", params=tracked) as run:
         figures = prepare_celeba(params.celeba, params.align, args.out)
         run.log_metrics(figures)
-    write_metrics(args.metrics, figures)
+    print(f"aligned {figures['aligned']} of {figures['images']} CelebA images in {figures['seconds']:.0f} s "
+          f"({figures['images_per_second']:.1f} images/s on {figures['device']})")
+    write_metrics(args.metrics, {k: v for k, v in figures.items() if k not in RUN_ONLY})
 
 
 if __name__ == "__main__":
