@@ -35,9 +35,9 @@ from ivfg.models.registry import build_inception, build_recognizer
 from ivfg.models.weights import WeightsNotFound
 from ivfg.projector.network import Projector
 from ivfg.virtual import VirtualFaces
+from train_speed import PAPER_G, cpu_preset_g, synchronize  # benchmarks/ is on the path when run as a script
 
-PAPER_G = {"resolution": 128, "style_dim": 512, "mapping_layers": 8, "mapping_lr_mul": 0.01,
-           "channel_base": 8192, "channel_max": 512}
+
 
 
 class StandInInception(nn.Module):
@@ -94,11 +94,6 @@ def preset_settings(params: Path, preset: Path):
         return load_params(copy).evaluate
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def per_second(fn, items: int, device: torch.device, seconds: float) -> float:
     """Items per second over at least `seconds` (after one warm-up call)."""
     fn()
@@ -124,7 +119,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    cfg = load_params(args.params).evaluate
+    params = load_params(args.params)
+    cfg = params.evaluate
     batch, workers = args.batch or cfg.batch, args.workers or cfg.workers
     device = resolve_device(args.device)
     autocast = autocast_for(cfg, device)
@@ -163,10 +159,10 @@ def main() -> None:
     print("| G | preset | R | FID | generate faces/s | attack candidates/s | encode | generate | dlib | Inception | "
           "MTCNN | attack | total s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        arch = PAPER_G if size == "paper" else {k: getattr(load_params(args.params).pretrain_gan, k) for k in PAPER_G}
+        arch = PAPER_G if size == "paper" else cpu_preset_g(args.params)
         torch.manual_seed(0)
         g = generator_from_architecture(arch).eval().requires_grad_(False).to(device)
-        train = load_params(args.params).train
+        train = params.train
         projector = Projector(encoder.embedding_dim, train.key_bits, arch["style_dim"], train.hidden_layers,
                               train.hidden_dim).to(device)
         virtual = VirtualFaces(encoder, projector, g).eval()

@@ -34,6 +34,12 @@ def face_mask(size: int = FRAME, feather: float = 5.0) -> Image.Image:
     return mask.filter(ImageFilter.GaussianBlur(feather * s))
 
 
+def frame_batch(aligned: list[Image.Image]) -> torch.Tensor:
+    """Canonical-frame faces as one (N, 3, FRAME, FRAME) batch in [0, 1]."""
+    return torch.from_numpy(np.stack([np.asarray(a.convert("RGB").resize((FRAME, FRAME), Image.Resampling.BILINEAR))
+                                      for a in aligned])).permute(0, 3, 1, 2).float() / 255
+
+
 class Anonymizer:
     def __init__(self, virtual: VirtualFaces, mtcnn, device: torch.device, min_prob: float = 0.9):
         """mtcnn: facenet-pytorch's MTCNN (keep_all=True); faces below `min_prob` are ignored."""
@@ -48,20 +54,22 @@ class Anonymizer:
         return [Face(np.asarray(p, np.float64), np.asarray(b, np.float64), float(q))
                 for b, q, p in zip(boxes, probs, points) if q >= self.min_prob]
 
+    def align_faces(self, photo: Image.Image) -> tuple[list[Face], list[Image.Image]]:
+        """Every face found, and each aligned to the canonical frame by its landmarks."""
+        faces = self.find_faces(photo)
+        return faces, [warp_to_frame(photo, f.landmarks, FRAME) for f in faces]
+
     @torch.inference_mode()
     def virtual_faces(self, aligned: list[Image.Image], key: torch.Tensor) -> torch.Tensor:
         """T(x, k) of canonical-frame faces, in [0, 1] at the frame's size (FRAME)."""
         if not aligned:
             return torch.zeros(0, 3, FRAME, FRAME)
-        x = torch.from_numpy(np.stack([np.asarray(a.convert("RGB").resize((FRAME, FRAME), Image.Resampling.BILINEAR))
-                                       for a in aligned])).permute(0, 3, 1, 2).float() / 255
-        out = self.virtual(x.to(self.device), key.to(self.device).expand(len(aligned), -1))
+        out = self.virtual(frame_batch(aligned).to(self.device), key.to(self.device).expand(len(aligned), -1))
         return to_frame(out.float().cpu(), FRAME).clamp(0, 1)
 
     def replace_faces(self, photo: Image.Image, key: torch.Tensor) -> tuple[Image.Image, list[Image.Image]]:
         """The photo with every face replaced, and the virtual faces in the canonical frame."""
-        faces = self.find_faces(photo)
-        aligned = [warp_to_frame(photo, f.landmarks, FRAME) for f in faces]
+        faces, aligned = self.align_faces(photo)
         virtual = [Image.fromarray(a) for a in
                    (self.virtual_faces(aligned, key) * 255).round().byte().permute(0, 2, 3, 1).numpy()]
         out = photo.copy()

@@ -19,8 +19,8 @@ def main() -> None:
     args = parser.parse_args()
     uri = tracking_uri()
     print(f"open {ui_link(f'http://{args.host}:{args.port}', experiment_id(uri))}", flush=True)
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)])
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                              "--host", args.host, "--port", str(args.port)])
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ivfg.anonymize import Anonymizer
+from ivfg.anonymize import Anonymizer, frame_batch
 from ivfg.data.align import load_rgb
-from ivfg.data.faceframe import warp_to_frame
 from ivfg.device import resolve_device
 from ivfg.models.registry import build_recognizer
 from ivfg.virtual import load_model
@@ -28,11 +27,9 @@ def centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
-def frames(tool: Anonymizer, photo) -> tuple[list, torch.Tensor]:
-    faces = tool.find_faces(photo)
-    aligned = [np.asarray(warp_to_frame(photo, f.landmarks, 128).convert("RGB")) for f in faces]
-    images = torch.from_numpy(np.stack(aligned)).permute(0, 3, 1, 2).float() / 255 if aligned else None
-    return faces, images
+def frames(tool: Anonymizer, photo) -> tuple[list, torch.Tensor | None]:
+    faces, aligned = tool.align_faces(photo)
+    return faces, frame_batch(aligned) if aligned else None
 
 
 def main() -> int:

@@ -3,9 +3,9 @@ import argparse
 from pathlib import Path
 
 from ivfg.config import load_params
+from ivfg.data.align import RUN_ONLY
 from ivfg.data.celeba import prepare_celeba
 from ivfg.stage import run_main
-from ivfg.data.align import RUN_ONLY
 from ivfg.tracking import stage_run, write_metrics
 
 
