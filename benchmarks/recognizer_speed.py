@@ -16,7 +16,7 @@ import torch
 from ivfg.data.align import read_index
 from ivfg.device import resolve_device
 from ivfg.evaluation.baseline import load_batch
-from ivfg.models.dlib_net import DlibFaceNet, dlib_chips
+from ivfg.models.dlib_net import DlibFaceNet
 from ivfg.models.recognizers import FaceNet
 from ivfg.models.registry import RECOGNIZERS, build_inception, build_recognizer, weights_path
 from ivfg.models.weights import WeightsNotFound
@@ -61,7 +61,7 @@ def main() -> None:
     pooled.close()
     # dlib's network in PyTorch (ivfg/models/dlib_net.py) on the chips dlib cuts: not yet what the stages run.
     single = build_recognizer("dlib-resnet", device)
-    chips = dlib_chips(single, batch.cpu()).to(device)
+    chips = single.chips(batch.cpu()).to(device)
     net = DlibFaceNet.from_dat(weights_path("dlib-resnet")).to(device)
     with torch.no_grad():
         gap = float(torch.linalg.vector_norm(net(chips).cpu() - single.embed(batch.cpu()), dim=1).max())

@@ -3,8 +3,8 @@
 dlib's `face_recognition_model_v1` spends about 75 ms per face per core here (the `dlib_bin` wheel is
 built without BLAS), about 15 minutes of the CPU preset's pipeline. This is the same network
 (`tools/python/src/face_recognition.cpp` in dlib: a 29-conv ResNet on a 150x150 RGB chip, 128-d, no
-normalisation), equal to dlib's descriptors up to float rounding. It takes the chip dlib cuts
-(`dlib.get_face_chip(img, shape, 150, 0.25)`); landmarks and chips stay dlib's, they are cheap.
+normalisation), equal to dlib's descriptors up to float rounding. It takes the chips dlib cuts
+(`DlibResNet.chips`): landmarks and chips stay dlib's, they are cheap.
 
 Not yet what `DlibResNet` runs: switching changes the descriptors by float rounding, so every stage
 that embeds with dlib reruns. `tests/models/test_dlib_net.py` checks it against dlib on real LFW faces,
@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 CHIP_SIZE = 150
-CHIP_PADDING = 0.25
 # Residual stages from input to output: (blocks, whether the first one halves the resolution).
 STAGES = ((3, False), (4, True), (3, True), (3, True), (1, True))
 
@@ -166,20 +165,6 @@ def _read_network(r: _Reader) -> tuple[list[float], list[tuple[str, dict]]]:
     return means, layers
 
 
-def dlib_chips(recognizer, faces: torch.Tensor) -> torch.Tensor:
-    """The (N, 3, 150, 150) chips in [0, 255] that a `DlibResNet` cuts from (N, 3, S, S) canonical faces
-    in [0, 1]: its own landmarks on its own box, dlib's own chip extraction."""
-    import dlib
-
-    arrays = (faces.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    chips = []
-    for img in arrays:
-        img = np.ascontiguousarray(img)
-        shape = recognizer.landmarks(img, recognizer._face_box(img.shape[0]))
-        chips.append(dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING))
-    return torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()
-
-
 def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """dlib's add_prev_: when the shortcut and the block differ in size, the sum takes the larger of each
     dimension and a missing value counts as zero (channels, and the odd rows and columns pooling drops)."""
@@ -199,9 +184,10 @@ class DlibFaceNet(nn.Module):
         convs = [d for kind, d in layers if kind == "conv"]
         affines = [d for kind, d in layers if kind == "affine"]
         fcs = [d for kind, d in layers if kind == "fc"]
-        expected = 2 + 2 * sum(blocks for blocks, _ in STAGES) - 1
+        expected = 1 + 2 * sum(blocks for blocks, _ in STAGES)  # the stem, then two per residual block
         if len(convs) != expected or len(affines) != expected or len(fcs) != 1:
-            raise ValueError(f"expected {expected} convolutions and one fc layer, found {len(convs)} and {len(fcs)}")
+            raise ValueError(f"expected {expected} convolutions with affine layers and one fc layer, found "
+                             f"{len(convs)}, {len(affines)} and {len(fcs)}")
         self.register_buffer("means", torch.tensor(means).view(1, 3, 1, 1))
         self.weights = nn.ParameterList(nn.Parameter(torch.from_numpy(d["weight"]), requires_grad=False) for d in convs)
         self.biases = nn.ParameterList(nn.Parameter(torch.from_numpy(d["bias"]), requires_grad=False) for d in convs)

@@ -92,6 +92,11 @@ class FaceNet(Recognizer):
 _WORKER: "DlibResNet | None" = None  # the model inside a worker process
 
 
+def _uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8, the images dlib reads."""
+    return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 def _start_worker(model_path: str, landmarks_path: str) -> None:
     global _WORKER
     torch.set_num_threads(1)
@@ -113,6 +118,7 @@ class DlibResNet(Recognizer):
     name = "dlib-resnet"
     differentiable = False
     embedding_dim = 128
+    chip_size, chip_padding = 150, 0.25  # the chip compute_face_descriptor cuts by default
     chunk = 32  # faces per task sent to a worker, at most
     min_parallel = 8  # fewer faces than this per worker are not worth a round trip to the pool
 
@@ -132,9 +138,14 @@ class DlibResNet(Recognizer):
         out = []
         for img in faces:
             img = np.ascontiguousarray(img)
-            shape = self.landmarks(img, self._face_box(img.shape[0]))
-            out.append(np.asarray(self.descriptor.compute_face_descriptor(img, shape), dtype=np.float32))
+            out.append(np.asarray(self.descriptor.compute_face_descriptor(img, self._shape(img)), dtype=np.float32))
         return np.stack(out) if out else np.zeros((0, self.embedding_dim), np.float32)
+
+    def chips(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 150, 150) in [0, 255]: the face chips dlib's network sees, for a port of that network."""
+        chips = [self._dlib.get_face_chip(img, self._shape(img), self.chip_size, self.chip_padding)
+                 for img in map(np.ascontiguousarray, _uint8_hwc(images))]
+        return torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()
 
     def _map(self, faces: np.ndarray) -> np.ndarray:
         if self._pool is None:
@@ -162,6 +173,10 @@ class DlibResNet(Recognizer):
         except OSError:  # at interpreter exit the pool's pipes may be gone already
             pass
 
+    def _shape(self, img: np.ndarray):
+        """dlib's 5 landmarks on a canonical face."""
+        return self.landmarks(img, self._face_box(img.shape[0]))
+
     def _face_box(self, size: int):
         # The median box dlib's own HOG detector draws on canonical 128x128 LFW crops (30 images),
         # scaled to the frame: the shape predictor was trained on boxes like it.
@@ -170,7 +185,7 @@ class DlibResNet(Recognizer):
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        arrays = (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        arrays = _uint8_hwc(images)
         parallel = self.workers > 1 and len(arrays) >= 2 * self.min_parallel
         return torch.from_numpy(self._map(arrays) if parallel else self._descriptors(arrays)).to(images.device)
 

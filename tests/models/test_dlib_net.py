@@ -1,10 +1,12 @@
 """dlib's face descriptor network in PyTorch against dlib itself, on real LFW faces."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from ivfg.models.dlib_net import DlibFaceNet, dlib_chips
+from ivfg.models.dlib_net import DlibFaceNet
 from ivfg.models.registry import build_recognizer, weights_path
 
 
@@ -13,7 +15,7 @@ def test_torch_network_gives_dlibs_descriptors_on_real_faces(aligned_faces):
     dlib_model = build_recognizer("dlib-resnet")
     net = DlibFaceNet.from_dat(weights_path("dlib-resnet"))
     with torch.no_grad():
-        ours = net(dlib_chips(dlib_model, faces))
+        ours = net(dlib_model.chips(faces))
     theirs = dlib_model.embed(faces)
     assert ours.shape == theirs.shape == (len(faces), 128)
     # Float rounding only: dlib's same-person threshold is an L2 distance of 0.6.
@@ -27,6 +29,6 @@ def test_another_file_is_refused_with_its_name(tmp_path):
     with pytest.raises(ValueError, match="not_dlib.dat"):
         DlibFaceNet.from_dat(bad)
     truncated = tmp_path / "truncated.dat"
-    truncated.write_bytes(open(weights_path("dlib-resnet"), "rb").read()[:100_000])
+    truncated.write_bytes(Path(weights_path("dlib-resnet")).read_bytes()[:100_000])
     with pytest.raises(ValueError, match="truncated.dat"):
         DlibFaceNet.from_dat(truncated)
