@@ -1,6 +1,6 @@
 """Throughput of the evaluate stage's parts on this device, and the stage time they add up to on the LFW
-test split: E's encodings, T(x, k)'s generation (P + G), the evaluation recognizer's embeddings (dlib, on
-the CPU in `--workers` processes), Inception features for FID, MTCNN detection, and the key-search
+test split: E's encodings, T(x, k)'s generation (P + G), the evaluation recognizer's embeddings (dlib's
+landmarks and chips on the CPU, its network on the device), Inception features for FID, MTCNN detection, and the key-search
 attacker (generation + E per candidate key).
 
 Speed does not depend on weight values, so G and P have random weights at each size. E (SFace), dlib and
@@ -12,7 +12,7 @@ The stage estimate counts what `ivfg.evaluation` does for N faces and R repeats:
 G on 3·R·N, dlib on (3 + 3R)·N, Inception on (3 + R)·N, MTCNN on (2 + R)·N, and per repeat the attack's
 targets x budget candidate faces through G and E.
 
-    python benchmarks/evaluate_speed.py --sizes cpu paper --device cuda --faces .gpu/faces --workers 16
+    python benchmarks/evaluate_speed.py --sizes cpu paper --device cuda --faces .gpu/faces
 """
 from __future__ import annotations
 
@@ -112,7 +112,6 @@ def main() -> None:
     parser.add_argument("--faces", type=Path, default=Path("data/aligned"), help="a folder of aligned faces")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--batch", type=int, help="default: evaluate.batch")
-    parser.add_argument("--workers", type=int, help="dlib processes (default: evaluate.workers)")
     parser.add_argument("--faces-n", type=int, default=1252, help="N: faces in the test split (LFW: 1252)")
     parser.add_argument("--presets", nargs="+", type=Path, default=[Path("params.yaml")],
                         help="estimate the stage under these settings: params.yaml and/or preset .args files")
@@ -121,17 +120,17 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     cfg = params.evaluate
-    batch, workers = args.batch or cfg.batch, args.workers or cfg.workers
+    batch = args.batch or cfg.batch
     device = resolve_device(args.device)
     autocast = autocast_for(cfg, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; amp {'bf16' if uses_bf16(cfg.amp, device) else 'fp32'} (Inception, attacker); "
-          f"batch {batch}; dlib in {workers} processes")
+          f"batch {batch}")
 
     faces = load_faces(args.faces, batch).to(device)
     chunk = load_faces(args.faces, 256)  # dlib's share of work per call, as FaceSets.embeddings hands it out
     encoder = build_recognizer("sface", device, fast=True)
-    dlib = build_recognizer(cfg.recognizer, device, workers=workers)
+    dlib = build_recognizer(cfg.recognizer, device)
     try:
         inception, inception_note = build_inception(device), ""
     except WeightsNotFound:
@@ -141,7 +140,7 @@ def main() -> None:
 
     rates = {
         "E encode": per_second(lambda: encoder.embed(faces), batch, device, args.seconds),
-        f"dlib embed (x{workers})": per_second(lambda: dlib.embed(chunk), len(chunk), device, args.seconds),
+        "dlib embed": per_second(lambda: dlib.embed(chunk), len(chunk), device, args.seconds),
         "MTCNN detect": per_second(lambda: detector.detect(pictures), batch, device, args.seconds),
     }
     for dims in ((192,), (192, 2048)):
@@ -181,7 +180,7 @@ def main() -> None:
             dims = "+".join(map(str, sorted(settings.fid_dims)))
             inception_rate = next(r for k, r in rates.items() if k.startswith(f"Inception {dims}"))
             seconds = {"encode": (1 + repeats) * n / rates["E encode"], "generate": 3 * repeats * n / generate,
-                       "dlib": (3 + 3 * repeats) * n / rates[f"dlib embed (x{workers})"],
+                       "dlib": (3 + 3 * repeats) * n / rates["dlib embed"],
                        "Inception": (3 + repeats) * n / inception_rate,
                        "MTCNN": (2 + repeats) * n / rates["MTCNN detect"], "attack": repeats * attack / attack_rate}
             print(f"| {arch['resolution']}px/{arch['style_dim']} | {preset.name} | {repeats} | {dims} | {generate:.0f} | "

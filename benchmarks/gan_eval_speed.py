@@ -1,8 +1,7 @@
 """Seconds for one of pretrain_gan's periodic checks (FID against real faces + identity diversity with
-the evaluation recognizer), with dlib in one process and in `--workers` processes, on the trained
-generator, in one run on this machine. The figures the two give are printed too: they must be equal.
+the evaluation recognizer), on the trained generator, with the figures it gives.
 
-    python benchmarks/gan_eval_speed.py --generator models/generator.pt --workers 2
+    python benchmarks/gan_eval_speed.py --generator models/generator.pt
 """
 from __future__ import annotations
 
@@ -28,7 +27,6 @@ def main() -> None:
     parser.add_argument("--aligned", type=Path, default=Path("data/aligned"))
     parser.add_argument("--split", type=Path, default=Path("data/split.csv"))
     parser.add_argument("--thresholds", type=Path, default=Path("models/thresholds"))
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -41,17 +39,15 @@ def main() -> None:
     level = generator.resolution.bit_length() - 3  # 4 * 2**level == resolution
     print(f"generator {generator.resolution}px, {cfg.fid_samples} FID samples, {cfg.diversity_pairs} pairs, "
           f"device {device}, torch threads {torch.get_num_threads()}")
-    for workers in (1, args.workers):
-        recognizer = build_recognizer(params.models.eval_recognizer, device, workers=workers)
-        evaluator = GanEvaluator(images, inception, recognizer, threshold, cfg.fid_samples, cfg.diversity_pairs,
-                                 device, cfg.seed, fid_dims=tuple(cfg.fid_dims))
-        evaluator.real_reference(generator.resolution)  # once per resolution in training: not timed
-        start = time.perf_counter()
-        figures = evaluator(generator, level, 1.0)
-        seconds = time.perf_counter() - start
-        print(f"dlib in {workers} process(es): {seconds:6.1f} s per check  "
-              f"(fid192 {figures.get('fid192', float('nan')):.4f}, identity diversity {figures['identity_diversity']:.4f})")
-        getattr(recognizer, "close", lambda: None)()
+    recognizer = build_recognizer(params.models.eval_recognizer, device)
+    evaluator = GanEvaluator(images, inception, recognizer, threshold, cfg.fid_samples, cfg.diversity_pairs,
+                             device, cfg.seed, fid_dims=tuple(cfg.fid_dims))
+    evaluator.real_reference(generator.resolution)  # once per resolution in training: not timed
+    start = time.perf_counter()
+    figures = evaluator(generator, level, 1.0)
+    seconds = time.perf_counter() - start
+    print(f"{seconds:6.1f} s per check  "
+          f"(fid192 {figures.get('fid192', float('nan')):.4f}, identity diversity {figures['identity_diversity']:.4f})")
 
 
 if __name__ == "__main__":

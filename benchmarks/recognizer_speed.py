@@ -16,9 +16,8 @@ import torch
 from ivfg.data.align import read_index
 from ivfg.device import resolve_device
 from ivfg.evaluation.baseline import load_batch
-from ivfg.models.dlib_net import DlibFaceNet
 from ivfg.models.recognizers import FaceNet
-from ivfg.models.registry import RECOGNIZERS, build_inception, build_recognizer, weights_path
+from ivfg.models.registry import RECOGNIZERS, build_inception, build_recognizer
 from ivfg.models.weights import WeightsNotFound
 
 
@@ -54,19 +53,15 @@ def main() -> None:
             model = FaceNet(None, name).freeze().to(device)
             note = "  (weights unavailable offline: random weights, timing only)"
         print(f"{name:18s} {timed(model.embed, batch, args.repeats):8.1f} ms/image{note}")
-    # The forms the stages use besides the exact ones above.
-    pooled = build_recognizer("dlib-resnet", device, workers=2)
-    print(f"{'dlib-resnet x2':18s} {timed(pooled.embed, batch, args.repeats):8.1f} ms/image  "
-          "(2 worker processes: baseline, pretrain_gan and evaluate; the same descriptors)")
-    pooled.close()
-    # dlib's network in PyTorch (ivfg/models/dlib_net.py) on the chips dlib cuts: not yet what the stages run.
-    single = build_recognizer("dlib-resnet", device)
-    chips = single.chips(batch.cpu()).to(device)
-    net = DlibFaceNet.from_dat(weights_path("dlib-resnet")).to(device)
-    with torch.no_grad():
-        gap = float(torch.linalg.vector_norm(net(chips).cpu() - single.embed(batch.cpu()), dim=1).max())
-    print(f"{'dlib-net torch':18s} {timed(net, chips, args.repeats):8.1f} ms/image  "
-          f"(dlib's network in PyTorch, chips cut by dlib beforehand; max L2 gap to dlib {gap:.1e})")
+    # dlib itself, which the stages' dlib-resnet (above: dlib's landmarks and chips, its network in PyTorch)
+    # reproduces up to float rounding.
+    dlib_model = build_recognizer("dlib-resnet", device)
+    gap = float(torch.linalg.vector_norm(dlib_model.embed(batch).cpu() - dlib_model.dlib_descriptors(batch), dim=1).max())
+    print(f"{'dlib itself':18s} {timed(dlib_model.dlib_descriptors, batch, args.repeats):8.1f} ms/image  "
+          f"(dlib's compute_face_descriptor, one process; max L2 gap to dlib-resnet {gap:.1e})")
+    chips = dlib_model.chips(batch).to(device)
+    print(f"{'dlib-net alone':18s} {timed(dlib_model.net, chips, args.repeats):8.1f} ms/image  "
+          "(dlib-resnet's network on chips cut beforehand)")
     fast = build_recognizer("sface", device, fast=True)
     print(f"{'sface fast':18s} {timed(fast.embed, batch, args.repeats):8.1f} ms/image  "
           "(batch norms folded: train's R and E; equal up to float rounding)")

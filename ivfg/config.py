@@ -136,11 +136,10 @@ class ModelsConfig(Section):
 
 
 class BaselineConfig(Section):
-    untracked = frozenset({"device", "workers"})
+    untracked = frozenset({"device"})
     recognizers: list[RecognizerName] = Field(default_factory=lambda: ["sface", "dlib-resnet"], min_length=1)
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
-    workers: int = Field(2, ge=1, le=64)  # processes for dlib (same descriptors, face for face)
     seed: int = Field(0, ge=0)
 
 
@@ -158,7 +157,7 @@ def _is_power_of_two(value: int) -> bool:
 
 class GanConfig(Section):
     # Resume compares more (ivfg/gan/training.py, NOT_SHAPING); these are the keys that change no output.
-    untracked = frozenset({"device", "checkpoint_kimg", "grid", "workers"})
+    untracked = frozenset({"device", "checkpoint_kimg", "grid"})
     resolution: int = Field(128, ge=8, le=1024)
     start_resolution: int = Field(8, ge=8, le=1024)
     style_dim: int = Field(512, ge=8)
@@ -185,7 +184,6 @@ class GanConfig(Section):
     grid: int = Field(8, ge=1, le=32)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
-    workers: int = Field(2, ge=1, le=64)  # processes for dlib in the identity-diversity check
     amp: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the device runs bf16 natively
 
     @model_validator(mode="after")
@@ -259,7 +257,7 @@ class CelebaConfig(Section):
 
 class EvaluateConfig(Section):
     """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
-    untracked = frozenset({"device", "workers"})
+    untracked = frozenset({"device"})
     recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
     # Evaluating with the recognizer P was trained against only shows what training optimised: refused
     # unless forced, and then labelled as such in every output.
@@ -274,7 +272,6 @@ class EvaluateConfig(Section):
     attack_budget: int = Field(256, ge=1)        # keys tried per target (exhaustive when the key space fits)
     grid_identities: int = Field(8, ge=1, le=64)
     tsne_identities: int = Field(10, ge=2, le=20)
-    workers: int = Field(2, ge=1, le=64)         # processes for a recognizer that cannot use threads (dlib)
     batch: int = Field(64, ge=1, le=4096)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)

@@ -18,4 +18,4 @@ python3 benchmarks/train_speed.py --sizes paper --recognizers sface --device cud
   --seconds "$SECONDS_PER_ROW" --full-epoch
 echo "## Evaluation: throughput per part and the evaluate stage's time on LFW's test split"
 python3 benchmarks/evaluate_speed.py --sizes cpu paper --device cuda --faces "$FACES" \
-  --workers "$(nproc)" --seconds "$SECONDS_PER_ROW" --presets params.yaml presets/evaluate-paper.args
+  --seconds "$SECONDS_PER_ROW" --presets params.yaml presets/evaluate-paper.args

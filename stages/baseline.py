@@ -33,7 +33,7 @@ def main() -> None:
         for name in args.recognizers or cfg.recognizers:
             # SFace's fast form (batch norms folded: equal to float rounding, ~2.5x faster on a CPU), the form
             # train, evaluate and the CLI run, so τ belongs to the network they use.
-            recognizer = build_recognizer(name, device, params.models.weights, fast=True, workers=cfg.workers)
+            recognizer = build_recognizer(name, device, params.models.weights, fast=True)
             results[name] = evaluate_recognizer(recognizer, aligned, index_rows, split_rows, Path(args.pairs),
                                                 cfg.batch_size, device, cfg.seed)
             run.log_metrics({name: results[name]})

@@ -44,8 +44,7 @@ def main() -> None:
     evaluator = None
     if ranks.main:
         evaluator = GanEvaluator(images, build_inception(device, params.models.weights),
-                                 build_recognizer(params.models.eval_recognizer, device, params.models.weights,
-                                                  workers=cfg.workers),
+                                 build_recognizer(params.models.eval_recognizer, device, params.models.weights),
                                  threshold, cfg.fid_samples, cfg.diversity_pairs, device, cfg.seed,
                                  fid_dims=tuple(cfg.fid_dims))
     start = time.perf_counter()

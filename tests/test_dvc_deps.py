@@ -158,7 +158,7 @@ def test_the_params_check_catches_a_forgotten_and_an_untracked_key(pipeline):
     broken = copy.deepcopy(pipeline)
     broken["stages"]["evaluate"]["params"].append("evaluate")
     assert params_problems(broken) == [
-        "evaluate: lists all of evaluate, untracked keys ['device', 'workers'] included"]
+        "evaluate: lists all of evaluate, untracked keys ['device'] included"]
 
 
 def test_the_untracked_keys_are_ones_resume_ignores_too():

@@ -82,7 +82,7 @@ def build_face_sets(cfg: EvaluateConfig, virtual: VirtualFaces, faces: torch.Ten
                     threshold: float, device: torch.device, weights: dict, cache: Path | None = None) -> FaceSets:
     """The sets with the evaluation recognizer (fp32), Inception, MTCNN at its default thresholds and
     the two baselines."""
-    recognizer = build_recognizer(cfg.recognizer, device, weights, workers=cfg.workers)
+    recognizer = build_recognizer(cfg.recognizer, device, weights)
     baselines = {"pixelization": Pixelization(cfg.pixel_size), "blur": GaussianBlur(cfg.blur_kernel, cfg.blur_sigma)}
     return FaceSets(faces, identities, virtual, recognizer, threshold, cfg.seed, device, baselines,
                     inception=build_inception(device, weights), detector=FaceAligner(AlignConfig(device=str(device))),

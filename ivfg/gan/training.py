@@ -37,7 +37,7 @@ ARCHITECTURE_KEYS = ("resolution", "start_resolution", "style_dim", "mapping_lay
 # pretrain_gan keys that cannot change the trained weights: where it runs, how often it checkpoints,
 # what it measures and shows, and how the finished generator is exported (read afresh at export).
 # Every other key is compared on resume. dvc.yaml leaves device, checkpoint_kimg and grid untracked too.
-NOT_SHAPING = frozenset({"device", "workers", "checkpoint_kimg", "grid", "metrics_kimg", "fid_samples", "fid_dims",
+NOT_SHAPING = frozenset({"device", "checkpoint_kimg", "grid", "metrics_kimg", "fid_samples", "fid_dims",
                          "diversity_pairs", "truncation_psi", "w_avg_samples"})
 PACKAGE = Path(__file__).resolve().parents[1]
 # The code that shapes the weights (not gan/metrics.py, which only measures them, nor gan/export.py).

@@ -1,14 +1,13 @@
 """dlib's face descriptor network in PyTorch, its weights read straight from dlib's own `.dat` file.
 
 dlib's `face_recognition_model_v1` spends about 75 ms per face per core here (the `dlib_bin` wheel is
-built without BLAS), about 15 minutes of the CPU preset's pipeline. This is the same network
+built without BLAS), which cost the CPU preset's pipeline about 15 minutes. This is the same network
 (`tools/python/src/face_recognition.cpp` in dlib: a 29-conv ResNet on a 150x150 RGB chip, 128-d, no
-normalisation), equal to dlib's descriptors up to float rounding. It takes the chips dlib cuts
-(`DlibResNet.chips`): landmarks and chips stay dlib's, they are cheap.
+normalisation), equal to dlib's descriptors up to float rounding, and it runs on a GPU too. It takes the
+chips dlib cuts (`DlibResNet.chips`): landmarks and chips stay dlib's, they are cheap.
 
-Not yet what `DlibResNet` runs: switching changes the descriptors by float rounding, so every stage
-that embeds with dlib reruns. `tests/models/test_dlib_net.py` checks it against dlib on real LFW faces,
-`benchmarks/recognizer_speed.py` times both.
+`DlibResNet` (the `dlib-resnet` recognizer) runs it. `tests/models/test_dlib_net.py` checks it against
+dlib itself on real LFW faces, `benchmarks/recognizer_speed.py` times both.
 """
 from __future__ import annotations
 

@@ -48,18 +48,16 @@ def weights_path(name: str, paths: Mapping[str, str | None] | None = None) -> st
 
 
 def build_recognizer(name: str, device: torch.device | str = "cpu",
-                     paths: Mapping[str, str | None] | None = None, fast: bool = False,
-                     workers: int = 1) -> Recognizer:
+                     paths: Mapping[str, str | None] | None = None, fast: bool = False) -> Recognizer:
     """A frozen recognizer on `device`; `paths` may give explicit weight files by registry name.
     `fast` trades bit-exactness with the published weights' graph for speed where a backbone offers
-    it (SFace: batch norms folded), for use inside training losses. `workers`: processes for a
-    recognizer that cannot use threads (dlib)."""
+    it (SFace: batch norms folded), for use inside training losses."""
     if name == "sface":
         model: Recognizer = SFace(weights_path("sface", paths), fast=fast)
     elif name in ("facenet-vggface2", "facenet-casia"):
         model = FaceNet(weights_path(name, paths), name)
     elif name == "dlib-resnet":
-        model = DlibResNet(weights_path("dlib-resnet", paths), weights_path("dlib-landmarks5", paths), workers)
+        model = DlibResNet(weights_path("dlib-resnet", paths), weights_path("dlib-landmarks5", paths))
     else:
         raise ValueError(f"unknown recognizer '{name}'; choose one of {', '.join(RECOGNIZERS)}")
     return model.freeze().to(device)
