@@ -99,7 +99,7 @@ class DlibResNet(Recognizer):
 
     dlib locates its own 5 landmarks on the canonical crop and cuts its own 150x150 face chip; the
     network then runs in PyTorch (`DlibFaceNet`, weights read from dlib's file), on any device: dlib's
-    own descriptors up to float rounding, 13x faster on this CPU than dlib's wheel, which has no BLAS.
+    own descriptors up to float rounding, and ~20x faster per core here than dlib's wheel, which has no BLAS.
     `dlib_descriptors` computes them with dlib itself, the reference the port is checked against.
     """
 
