@@ -6,12 +6,15 @@ the same person.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ivfg.models.dlib_net import CHIP_SIZE, DlibFaceNet
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -99,20 +102,18 @@ class DlibResNet(Recognizer):
 
     dlib locates its own 5 landmarks on the canonical crop and cuts its own 150x150 face chip; the
     network then runs in PyTorch (`DlibFaceNet`, weights read from dlib's file), on any device: dlib's
-    own descriptors up to float rounding, and ~20x faster per core here than dlib's wheel, which has no BLAS.
+    own descriptors up to float rounding, and 15-20x faster per core here than dlib's wheel, which has no BLAS.
     `dlib_descriptors` computes them with dlib itself, the reference the port is checked against.
     """
 
     name = "dlib-resnet"
     differentiable = False
     embedding_dim = 128
-    chip_size, chip_padding = 150, 0.25  # the chip compute_face_descriptor cuts by default
+    chip_size, chip_padding = CHIP_SIZE, 0.25  # the chip compute_face_descriptor cuts by default
 
     def __init__(self, model_path: str | Path, landmarks_path: str | Path):
         super().__init__()
         import dlib
-
-        from ivfg.models.dlib_net import DlibFaceNet
 
         self._dlib = dlib
         self.model_path = str(model_path)
@@ -129,10 +130,14 @@ class DlibResNet(Recognizer):
 
     def dlib_descriptors(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 128) on the CPU, computed by dlib itself (slow: for checking the port and timing it)."""
-        descriptor = self._dlib.face_recognition_model_v1(self.model_path)
-        out = [np.asarray(descriptor.compute_face_descriptor(img, self._shape(img)), dtype=np.float32)
+        out = [np.asarray(self._dlib_descriptor.compute_face_descriptor(img, self._shape(img)), dtype=np.float32)
                for img in map(np.ascontiguousarray, _uint8_hwc(images))]
         return torch.from_numpy(np.stack(out) if out else np.zeros((0, self.embedding_dim), np.float32))
+
+    @cached_property
+    def _dlib_descriptor(self):
+        """dlib's own network, loaded on first use only: the stages never need it."""
+        return self._dlib.face_recognition_model_v1(self.model_path)
 
     def _shape(self, img: np.ndarray):
         """dlib's 5 landmarks on a canonical face."""
