@@ -192,8 +192,11 @@ def compare(args: argparse.Namespace) -> int:
 
     tool, key, virtual = load_tools(args)
     info = virtual.model_info
-    if info.get("eval_threshold") is None:
-        raise UserError(f"{args.model} holds no threshold τ; export it again after the train stage")
+    # τ_v, calibrated on virtual faces, is the decision rule in the virtual space; older models hold τ only.
+    name, threshold = ("τ_v", info.get("virtual_threshold")) if info.get("virtual_threshold") is not None \
+        else ("τ", info.get("eval_threshold"))
+    if threshold is None:
+        raise UserError(f"{args.model} holds no threshold; export it again after the train stage")
     faces = []
     for path in (args.a, args.b):
         photo = open_photo(path)
@@ -207,8 +210,8 @@ def compare(args: argparse.Namespace) -> int:
     with torch.no_grad():
         emb = recognizer.embed(generated.to(tool.device)).float().cpu()
     score = float(recognizer.score(emb[:1], emb[1:])[0])
-    same = score >= info["eval_threshold"]
-    print(f"score {score:.4f} ({info['eval_recognizer']}, threshold {info['eval_threshold']:.4f}): "
+    same = score >= threshold
+    print(f"score {score:.4f} ({info['eval_recognizer']}, threshold {name} {threshold:.4f}): "
           f"{'same person' if same else 'different people'} in the virtual space under this key")
     return 0 if same else 1
 

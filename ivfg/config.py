@@ -226,6 +226,9 @@ class TrainConfig(Section):
     key_bits: int = Field(8, ge=1, le=4096)
     hidden_layers: int = Field(2, ge=0, le=16)
     hidden_dim: int = Field(512, ge=1)
+    # Where P's output lives: 'w' (the paper: W, near w-bar by L_reg) or 'z' (G's input space, turned
+    # into w by G's frozen mapping network, so that every w stays in the range G was trained on).
+    latent_space: Literal["w", "z"] = "w"
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.

@@ -39,8 +39,14 @@ class VirtualFaces(nn.Module):
         """E(x), computed once per face and reusable under any key."""
         return self.encoder.embed(faces01)
 
+    def w_of(self, projected: torch.Tensor) -> torch.Tensor:
+        """P's output as a latent w: itself, or through G's frozen mapping network for a P in Z."""
+        return self.generator.mapping(projected) if self.projector.space == "z" else projected
+
     def latents(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return self.projector(embeddings, as_batch(keys, len(embeddings), self.key_bits).to(embeddings.device))
+        """w = P(E(x), k), in W whatever space P predicts in."""
+        keys = as_batch(keys, len(embeddings), self.key_bits).to(embeddings.device)
+        return self.w_of(self.projector(embeddings, keys))
 
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """G(w) with one w for every style input, in [0, 1] (clamped, as images are stored and read)."""
@@ -115,7 +121,7 @@ MODEL_FORMAT = "ivfg-model/1"
 def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
     """The one file a user needs (format `ivfg-model/1`): P with w-bar and the generator's synthesis
     weights, the key length, the encoder's registry name, and the evaluation recognizer with its
-    threshold τ. Returns its description (everything but the weights)."""
+    thresholds: τ (set on real faces) and τ_v (set on virtual faces, what `ivfg compare` decides at). Returns its description (everything but the weights)."""
     projector, state = load_projector(projector_path)
     generator = torch.load(Path(generator_path), map_location="cpu", weights_only=True)
     if not isinstance(generator, dict) or "architecture" not in generator:
@@ -124,7 +130,8 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
         raise InputError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
             "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
-            "eval_threshold": state.get("eval_threshold"), "resolution": generator["architecture"]["resolution"]}
+            "eval_threshold": state.get("eval_threshold"), "virtual_threshold": state.get("virtual_threshold"),
+            "resolution": generator["architecture"]["resolution"]}
     write_torch(path, {**info, "projector": projector.config(),
                        "projector_state": {k: v.detach().cpu() for k, v in projector.state_dict().items()},
                        "generator_architecture": generator["architecture"],

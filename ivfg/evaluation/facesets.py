@@ -3,8 +3,10 @@
 For the test faces x of one dataset and repeat r (an independent draw of keys):
 - original: x itself;
 - set_a: T(x, k_id), each identity its own key; set_b: T(x, k), one key for everyone;
+- other: T(x, k_x), for each face its own random key other than its Set-A key (diversity);
 - recovered: T(T(x, k_id), k_id), the virtual face put through T again under its own key;
-- pixelization, blur: the baselines (no key, so one set for all repeats).
+- pixelization, blur: the baselines (no key, so one set for all repeats);
+- original_lowres: x shrunk to the generator's resolution (what that resolution allows, for reference).
 Images are kept as uint8, as a user would store them, at the size they come out (the generator's for
 virtual faces); readers resize to the canonical frame. Evaluation embeddings, Inception features and
 MTCNN detections are memoised per set, so every metric that needs one reuses it, and the seconds each
@@ -24,34 +26,39 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.fid import inception_features
 from ivfg.fileio import write_torch
-from ivfg.keys import distinct_keys, random_keys
+from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces
 
-KEYED = ("set_a", "set_b", "recovered")
-UNKEYED = ("original", "pixelization", "blur")
+KEYED = ("set_a", "set_b", "other", "recovered")
+UNKEYED = ("original", "original_lowres", "pixelization", "blur")
+W_SAMPLES = 10_000  # G's random latents that the spread of P's latents is compared with
 
 
 @dataclass(frozen=True)
 class KeyDraw:
-    per_face_a: torch.Tensor   # (N, bits): the key of each face's identity (Set-A)
-    set_b: torch.Tensor        # (bits,): the one key of Set-B
+    per_face_a: torch.Tensor      # (N, bits): the key of each face's identity (Set-A)
+    set_b: torch.Tensor           # (bits,): the one key of Set-B
+    per_face_other: torch.Tensor  # (N, bits): for each face a random key other than its Set-A key
 
 
 def draw_keys(labels: np.ndarray, key_bits: int, seed: int, repeat: int) -> KeyDraw:
     """Set-A: a distinct key per identity while the key space allows (with 8 bits, 256 keys for more
-    people: they are reused in turn); Set-B: one more key. Independent for each repeat."""
+    people: they are reused in turn); Set-B: one more key; then, per face, a key other than its
+    Set-A key (drawn last, so Set-A and Set-B stay what they were). Independent for each repeat."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + repeat)
     identities = int(labels.max()) + 1
     keys = distinct_keys(min(identities, 2 ** min(key_bits, 62)), key_bits, g)
-    per_identity = keys[torch.arange(identities) % len(keys)]
-    return KeyDraw(per_identity[torch.from_numpy(labels)], random_keys(1, key_bits, g)[0])
+    per_face_a = keys[torch.arange(identities) % len(keys)][torch.from_numpy(labels)]
+    set_b = random_keys(1, key_bits, g)[0]
+    return KeyDraw(per_face_a, set_b, other_keys(per_face_a, g))
 
 
 def to_uint8(images01: torch.Tensor) -> torch.Tensor:
@@ -67,13 +74,15 @@ class FaceSets:
                  threshold: float, seed: int, device: torch.device, baselines: dict[str, Callable] | None = None,
                  inception=None, detector=None, fid_dims: tuple[int, ...] = (192, 2048), batch: int = 64,
                  autocast: Callable = contextlib.nullcontext, precision: str = "fp32",
-                 cache_dir: Path | None = None):
-        """faces: uint8 (N, 3, S, S) in the canonical frame; identities: one name per face."""
+                 cache_dir: Path | None = None, virtual_threshold: float | None = None):
+        """faces: uint8 (N, 3, S, S) in the canonical frame; identities: one name per face; threshold: τ,
+        set on real faces; virtual_threshold: τ_v, set on virtual faces (None: the model has none)."""
         names = sorted(set(identities))
         self.identities = names
         self.labels = np.array([names.index(i) for i in identities])
         self.faces, self.virtual, self.recognizer = faces, virtual, recognizer
         self.threshold, self.seed, self.device = threshold, seed, device
+        self.virtual_threshold = virtual_threshold
         self.baselines = baselines or {}
         self.inception, self.detector, self.fid_dims, self.batch = inception, detector, tuple(fid_dims), batch
         self.autocast, self.precision = autocast, precision  # for Inception only
@@ -128,6 +137,28 @@ class FaceSets:
 
     def keys(self, repeat: int) -> KeyDraw:
         return self._cached(("keys", repeat), lambda: draw_keys(self.labels, self.key_bits, self.seed, repeat))
+
+    def latents(self, repeat: int) -> torch.Tensor:
+        """P's latents w of the Set-A faces (the w every Set-A face is rendered from)."""
+        def make():
+            device = next(self.virtual.projector.parameters()).device
+            keys, codes = self.keys(repeat).per_face_a, self.encodings()
+            with torch.no_grad():
+                return torch.cat([self.virtual.latents(codes[i:i + self.batch].to(device),
+                                                       keys[i:i + self.batch].to(device)).float().cpu()
+                                  for i in range(0, len(codes), self.batch)])
+        return self._cached(("latents", repeat), make)
+
+    def generator_latents(self) -> torch.Tensor:
+        """w of `W_SAMPLES` seeded random z through G's mapping network (no truncation)."""
+        def make():
+            generator = self.virtual.generator
+            device = generator.w_avg.device
+            z = torch.randn(W_SAMPLES, generator.style_dim, generator=torch.Generator().manual_seed(self.seed))
+            with torch.no_grad():
+                return torch.cat([generator.mapping(z[i:i + 1000].to(device)).float().cpu()
+                                  for i in range(0, W_SAMPLES, 1000)])
+        return self._cached(("generator_latents",), make)
 
     def encodings(self) -> torch.Tensor:
         """E(x) of the originals: computed once, reused under every key."""
@@ -187,6 +218,10 @@ class FaceSets:
     def _make(self, name: str, repeat: int) -> torch.Tensor:
         if name == "original":
             return self.faces
+        if name == "original_lowres":
+            size = self.virtual.generator.resolution
+            return to_uint8(F.interpolate(as_float(self.faces), size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False))
         if name in self.baselines:
             with self.timed("baselines"):
                 return torch.cat([to_uint8(self.baselines[name](as_float(self.faces[i:i + self.batch]), None))
@@ -196,6 +231,8 @@ class FaceSets:
             return self._generate(self.encodings(), keys.per_face_a)
         if name == "set_b":
             return self._generate(self.encodings(), keys.set_b)
+        if name == "other":
+            return self._generate(self.encodings(), keys.per_face_other)
         if name == "recovered":
             return self._generate(self._encode(self.images("set_a", repeat)), keys.per_face_a)
         raise KeyError(f"unknown face set '{name}'; known: {', '.join(KEYED + UNKEYED)}")

@@ -8,6 +8,8 @@ from typing import Any
 LFW_ROWS: list[tuple[str, str, str | None, str]] = [
     ("Original EER", "original.eer", "0.024", "original.pairs"),
     ("Original AUC", "original.auc", "0.998", "original.pairs"),
+    ("Original at the generator's resolution: EER", "original_lowres.eer", None, "original_lowres.pairs"),
+    ("Original at the generator's resolution: AUC", "original_lowres.auc", None, "original_lowres.pairs"),
     ("Set-A EER", "set_a.eer", "0.018 ± 0.005", "set_a.pairs"),
     ("Set-A AUC", "set_a.auc", "0.999", "set_a.pairs"),
     ("Set-B EER", "set_b.eer", "0.103 ± 0.009", "set_b.pairs"),
@@ -15,6 +17,9 @@ LFW_ROWS: list[tuple[str, str, str | None, str]] = [
     ("Set-A genuine accepted at τ", "set_a.genuine_accepted", None, "set_a.genuine"),
     ("Set-A impostors rejected at τ", "set_a.impostor_rejected", None, "set_a.pairs"),
     ("Set-B impostors rejected at τ", "set_b.impostor_rejected", None, "set_b.pairs"),
+    ("Set-A genuine accepted at τ_v", "set_a.genuine_accepted_v", None, "set_a.genuine"),
+    ("Set-A impostors rejected at τ_v", "set_a.impostor_rejected_v", None, "set_a.pairs"),
+    ("Spread of P's latents (of G's random ones)", "latent_spread.ratio", None, None),
     ("Protection rate", "protection.rate", "0.988 ± 0.005", "protection.pairs"),
     ("Diversity", "diversity.rate", "0.750 ± 0.013", "diversity.pairs"),
     ("Recoverability (lower is better)", "recoverability.rate", "0 ± 0.001", "recoverability.pairs"),

@@ -22,7 +22,7 @@ from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
 from ivfg.projector.network import Projector
 from ivfg.projector.training import ProjectorTrainer, training_settings
-from ivfg.projector.validation import ValidationCheck, choose_validation_faces
+from ivfg.projector.validation import ValidationCheck, calibrate_virtual_threshold, choose_validation_faces
 from ivfg.tracking import StageRun, read_run_id, remember_run
 from ivfg.virtual import VirtualFaces, save_projector
 
@@ -48,7 +48,7 @@ def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.
     """T(x, k) with a freshly seeded P that starts at the generator's w-bar."""
     torch.manual_seed(cfg.seed)
     projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim)
+                          cfg.hidden_dim, cfg.latent_space)
     projector.w_avg.copy_(generator.w_avg.cpu())
     return VirtualFaces(encoder, projector.to(device), generator)
 
@@ -136,8 +136,16 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
         print(f"stopped at epoch {trainer.epoch} of {cfg.epochs}, step {trainer.steps}; rerun to resume")
         return {}
 
+    virtual.eval()
+    val_all = read_split(paths.split)["val"]
+    calibration = calibrate_virtual_threshold(
+        virtual, frozen_embeddings(encoder, paths.aligned, [r["image"] for r in val_all], 32, device, cache),
+        [r["identity"] for r in val_all], evaluator, cfg.seed)
+    log.info("τ_v %.4f (EER %.4f over %d virtual validation faces)", calibration["threshold"], calibration["eer"],
+             calibration["faces"])
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
-                   eval_recognizer=models.eval_recognizer, eval_threshold=threshold, epochs=trainer.epoch,
+                   eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
+                   virtual_threshold=calibration["threshold"], epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     write_rows(paths.plots, trainer.curve, CURVE_COLUMNS)
@@ -152,5 +160,6 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     print("train: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return {"loss": {k: final_terms.get(k) for k in CURVE_COLUMNS[2:]},
             "validation": trainer.validation[-1] if trainer.validation else {},
+            "virtual_threshold": calibration,
             "epochs": trainer.epoch, "steps": trainer.steps, "triplets": len(table),
             "triplets_per_epoch": trainer.per_epoch}

@@ -143,7 +143,7 @@ class ProjectorTrainer:
         embeddings = torch.cat([e[x1], e[x1], e[x2], e[y]])
         keys = torch.cat([k1, k2, k1, k1])
         # The keys were just drawn, so they skip T's checks of a user's key (a device sync per step on a GPU).
-        latents = self.projector(embeddings, keys)
+        latents = self.virtual.w_of(self.projector(embeddings, keys))
         with self.autocast():
             faces = self.virtual.render(latents)
             features = self.recognizer.embed(faces).float()

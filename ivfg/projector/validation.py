@@ -25,6 +25,28 @@ from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import VirtualFaces
 
+
+def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor, identities: list[str],
+                                recognizer: Recognizer, seed: int = 0) -> dict:
+    """τ_v: the EER threshold of the recognizer over every pair of virtual faces T(x, k_id) (each identity
+    its own key), for faces x not seen in training. Virtual faces all come from one generator, so a τ set
+    on real faces is the wrong decision rule for them; this is the one to compare virtual faces at."""
+    names = sorted(set(identities))
+    labels = np.array([names.index(i) for i in identities])
+    g = torch.Generator().manual_seed(seed + 3_000_017)
+    per_identity = distinct_keys(min(len(names), 2 ** min(virtual.key_bits, 62)), virtual.key_bits, g)
+    keys = per_identity[torch.arange(len(names)) % len(per_identity)][labels]
+    faces = virtual.generate(embeddings, keys)
+    device = module_device(recognizer)
+    emb = torch.cat([recognizer.embed(to_frame(faces[i:i + 64]).to(device)).float().cpu()
+                     for i in range(0, len(faces), 64)])
+    figures = pair_metrics(recognizer, emb, labels, float("nan"))
+    if "eer_threshold" not in figures:
+        raise ValueError("the faces give no same-person and different-person pairs to calibrate τ_v on")
+    return {"threshold": figures["eer_threshold"], "eer": figures["eer"], "auc": figures["auc"],
+            "faces": len(labels), "identities": len(names), "pairs": figures["pairs"]}
+
+
 def module_device(module: torch.nn.Module) -> torch.device:
     """Where a module's tensors live (the CPU for one without any, such as dlib's)."""
     tensor = next(itertools.chain(module.parameters(), module.buffers()), None)

@@ -70,6 +70,18 @@ def test_set_a_gives_each_identity_its_own_key_and_set_b_one_key():
     assert sorted(codes[:4]) == [0, 1, 2, 3] and codes[4:] == codes[:4]
 
 
+def test_diversity_keys_are_drawn_per_face_and_never_the_set_a_key():
+    labels = np.repeat(np.arange(50), 4)
+    assert (draw_keys(labels, 1, seed=0, repeat=0).per_face_other != draw_keys(labels, 1, 0, 0).per_face_a).all()
+    draw = draw_keys(labels, 16, seed=0, repeat=0)
+    assert (draw.per_face_other != draw.per_face_a).any(dim=1).all()
+    # Per face, not per identity or one for all: 200 faces, about 200 different second keys of 2^16.
+    assert len({tuple(k.tolist()) for k in draw.per_face_other}) > 190
+    # Spread over the key space, not one fixed flip: each bit differs from k1 about half the time.
+    flips = (draw.per_face_other != draw.per_face_a).float().mean(0)
+    assert ((flips > 0.35) & (flips < 0.65)).all()
+
+
 def test_pixelization_averages_blocks_and_blur_smooths():
     faces = torch.rand(2, 3, 128, 128)
     mosaic = Pixelization(18)(faces, None)
@@ -150,8 +162,47 @@ def test_every_metric_reports_rates_and_the_pairs_behind_them(sets):
     assert out["original"]["eer"] < 0.1  # real faces, real dlib
     for name in ("protection", "diversity", "recoverability"):
         assert 0.0 <= out[name]["rate"] <= 1.0 and f"rate_std" in out[name]
-    assert out["protection"]["pairs"] == n and out["diversity"]["pairs"] <= n
+    assert out["protection"]["pairs"] == n and out["diversity"]["pairs"] == n
     assert 0.0 <= out["linkage"]["auc"] <= 1.0 and out["linkage"]["pairs"] > n
+    assert out["original_lowres"]["resolution"] == 16 and out["original_lowres"]["pairs"] == n * (n - 1) // 2
+    assert out["latent_spread"]["generator"] > 0 and out["latent_spread"]["ratio"] >= 0
+    assert "genuine_accepted_v" not in out["set_a"]  # this model has no τ_v
+
+
+def test_the_reference_row_shrinks_real_faces_to_the_generator_resolution(sets):
+    small = sets.images("original_lowres")
+    assert small.shape[-1] == 16 and small.dtype == torch.uint8
+    # Shrunk, not replaced: the mean colour of each face stays what it was.
+    assert torch.allclose(small.float().mean((2, 3)), sets.faces.float().mean((2, 3)), atol=2.0)
+
+
+def test_latent_spread_is_zero_for_a_projector_at_w_bar_and_one_for_g_own_latents(sets):
+    generator = sets.virtual.generator
+    w = generator.mapping(torch.randn(20000, generator.style_dim)).detach()
+    generator.w_avg.copy_(w.mean(0))
+    zeroed = Projector(128, 4, 32, 1, 16).eval()
+    torch.nn.init.zeros_(zeroed.out.weight)
+    zeroed.w_avg.copy_(generator.w_avg)
+    at_mean = FaceSets(sets.faces, [sets.identities[k] for k in sets.labels],
+                       VirtualFaces(sets.virtual.encoder, zeroed, generator), sets.recognizer, sets.threshold, 0,
+                       sets.device)
+    assert run_metrics(at_mean, ["latent_spread"], 1)["latent_spread"]["ratio"] == pytest.approx(0.0, abs=1e-9)
+    # A P in Z reaches as far as G's own samples: the spread of its w is that of G's random ones.
+    in_z = Projector(128, 4, 32, 1, 16, space="z").eval()
+    in_z.w_avg.copy_(generator.w_avg)
+    through_mapping = FaceSets(sets.faces, [sets.identities[k] for k in sets.labels],
+                               VirtualFaces(sets.virtual.encoder, in_z, generator), sets.recognizer,
+                               sets.threshold, 0, sets.device)
+    ratio = run_metrics(through_mapping, ["latent_spread"], 1)["latent_spread"]["ratio"]
+    assert 0.3 < ratio < 3.0
+    generator.w_avg.zero_()
+
+
+def test_set_a_is_also_decided_at_the_virtual_threshold_when_the_model_has_one(sets):
+    strict = FaceSets(sets.faces, [sets.identities[k] for k in sets.labels], sets.virtual, sets.recognizer,
+                      sets.threshold, 0, sets.device, virtual_threshold=1.0)  # above every score: accept none
+    figures = run_metrics(strict, ["set_a"], 1)["set_a"]
+    assert figures["genuine_accepted_v"] == 0.0 and figures["impostor_rejected_v"] == 1.0
 
 
 def test_measurements_of_sets_without_a_key_are_reused_from_the_disk_cache(sets, tmp_path, monkeypatch):

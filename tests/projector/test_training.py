@@ -33,7 +33,7 @@ def make_trainer(parts, tmp_path, **overrides) -> ProjectorTrainer:
     cfg = TrainConfig(**{"hidden_dim": 16, "batch": 2, "epochs": 2, "amp": "fp32", "log_steps": 1,
                          "checkpoint_steps": 100, **overrides})
     torch.manual_seed(cfg.seed)
-    projector = Projector(128, cfg.key_bits, STYLE, cfg.hidden_layers, cfg.hidden_dim)
+    projector = Projector(128, cfg.key_bits, STYLE, cfg.hidden_layers, cfg.hidden_dim, cfg.latent_space)
     projector.w_avg.copy_(generator.w_avg)
     virtual = VirtualFaces(encoder, projector, generator)
     return ProjectorTrainer(cfg, virtual, recognizer, embeddings, embeddings, triplets, tmp_path, torch.device("cpu"),
@@ -73,6 +73,21 @@ def test_same_seed_same_first_steps_other_seed_other_steps(parts, tmp_path):
     assert same(state(a.projector), state(b.projector)) and a.curve == [
         {**row, "steps_per_second": a.curve[i]["steps_per_second"]} for i, row in enumerate(b.curve)]
     assert not same(state(a.projector), state(c.projector))
+
+
+def test_a_projector_in_z_reaches_w_through_the_frozen_mapping_network(parts, tmp_path):
+    generator, _, _, embeddings, _ = parts
+    mapping_before = state(generator.mapping)
+    trainer = make_trainer(parts, tmp_path, latent_space="z")
+    virtual, keys = trainer.virtual, torch.zeros(4, 8)
+    with torch.no_grad():
+        z = trainer.projector(embeddings[:4], keys)
+        assert torch.allclose(virtual.latents(embeddings[:4], keys), generator.mapping(z))
+        # Not offset from w-bar: P's own output is a z, and G's mapping is what makes it a w.
+        assert not torch.allclose(virtual.latents(embeddings[:4], keys), z + generator.w_avg)
+    p_before = state(trainer.projector)
+    trainer.train(stop_after_steps=2)
+    assert not same(p_before, state(trainer.projector)) and same(mapping_before, state(generator.mapping))
 
 
 def test_a_128_bit_key_changes_only_the_input_width(parts, tmp_path):

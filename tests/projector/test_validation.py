@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ivfg.models.recognizers import Recognizer
-from ivfg.projector.validation import ValidationCheck, choose_validation_faces, pair_metrics
+from ivfg.projector.validation import (ValidationCheck, calibrate_virtual_threshold, choose_validation_faces,
+                                      pair_metrics)
 
 
 class Lookup(Recognizer):
@@ -70,3 +71,20 @@ def test_the_check_tells_a_copy_from_a_constant_face():
     assert len(set(map(tuple, check.key_a.tolist()))) == 3                 # Set-A: a key per identity
     assert torch.equal(check.key_a[0], check.key_a[1]) and not torch.equal(check.key_a[0], check.key_other[0])
     assert check.grid(Identity(faces, constant=False)).shape[0] == 3
+
+
+def test_the_virtual_threshold_is_the_eer_threshold_of_set_a_pairs_of_virtual_faces():
+    identities = ["a", "a", "b", "b", "c", "c"]
+    faces = torch.zeros(6, 3, 128, 128, dtype=torch.uint8)
+    for i, colour in enumerate([(250, 5, 5), (240, 5, 5), (5, 250, 5), (5, 240, 5), (5, 5, 250), (5, 5, 240)]):
+        faces[i, :, 0, 0] = torch.tensor(colour)
+    index = torch.arange(6, dtype=torch.float32)[:, None]
+    recognizer = Lookup()
+    scores = recognizer.score(faces[:, :, 0, 0].float()[:, None], faces[:, :, 0, 0].float()[None, :])
+    genuine_lowest = min(float(scores[0, 1]), float(scores[2, 3]), float(scores[4, 5]))
+    impostor_highest = max(float(scores[i, j]) for i in range(6) for j in range(6) if i // 2 != j // 2)
+    copy = calibrate_virtual_threshold(Identity(faces, constant=False), index, identities, recognizer)
+    assert copy["eer"] == 0.0 and impostor_highest < copy["threshold"] <= genuine_lowest
+    assert copy["faces"] == 6 and copy["identities"] == 3 and copy["pairs"] == 15
+    constant = calibrate_virtual_threshold(Identity(faces, constant=True), index, identities, recognizer)
+    assert constant["eer"] == pytest.approx(0.5)
