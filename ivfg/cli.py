@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ from pathlib import Path
 from ivfg.errors import IvfgError
 
 EXIT_USER_ERROR = 2
-DEFAULT_MODEL = "models/ivfg.pt"
+# The model the project ships (package data): the export of the committed pipeline run, so that the
+# command works right after install. --model names your own (e.g. models/ivfg.pt after `make pipeline`).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "ivfg.pt"
 
 
 class UserError(IvfgError):
@@ -66,16 +67,12 @@ def model_key_bits(path: Path) -> int | None:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    import torch
-
-    from ivfg.keys import random_keys, write_key_file
+    from ivfg.keys import user_key, write_key_file
 
     bits = args.bits or model_key_bits(args.model)
     if bits is None:
         raise UserError(f"give --bits: no model at {args.model} to take the key length from")
-    seed = int.from_bytes(os.urandom(8), "little")  # a secret: from the OS, never a fixed seed
-    key = random_keys(1, bits, torch.Generator().manual_seed(seed))[0]
-    write_key_file(args.output, key)
+    write_key_file(args.output, user_key(bits))
     print(f"wrote a {bits}-bit key to {args.output} (readable by you only); keep it secret")
     return 0
 
@@ -225,7 +222,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keygen", help="write a new random key file (mode 0600, never overwritten)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the key file to create")
     p.add_argument("--bits", type=int, help="key length (default: the model's)")
-    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL), help="model to take the key length from")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="model to take the key length from (default: the shipped model)")
     p.set_defaults(run=keygen)
 
     p = sub.add_parser("anonymize", help="replace every face in a photo (or a folder of photos)")
@@ -235,7 +233,8 @@ def parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--faces-only", action="store_true", help="write the aligned virtual faces instead")
     mode.add_argument("--aligned", action="store_true", help="inputs are faces already in the canonical frame")
-    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL))
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="model file (default: the shipped model; yours: models/ivfg.pt after make pipeline)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(run=anonymize)
 
@@ -243,7 +242,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     _key_options(p)
-    p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL))
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="model file (default: the shipped model; yours: models/ivfg.pt after make pipeline)")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=compare)
     return top

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 import torch
@@ -31,8 +32,16 @@ def _check_bits(bits: int) -> None:
         raise InvalidKey(f"a key needs at least 1 bit, got key_bits={bits!r}")
 
 
+def user_key(bits: int) -> torch.Tensor:
+    """A new key for a user: every bit from the OS's cryptographic source (`secrets`), so an n-bit key
+    takes any of its 2^n values alike. Seeded generators (below) are for experiments only."""
+    _check_bits(bits)
+    return bits_of(secrets.token_bytes((bits + 7) // 8), bits)
+
+
 def random_keys(count: int, bits: int, generator: torch.Generator) -> torch.Tensor:
-    """(count, bits) uniform random keys as float 0/1, from a seeded generator."""
+    """(count, bits) uniform random keys as float 0/1, from a seeded generator (experiments, never a
+    user's key: see `user_key`)."""
     _check_bits(bits)
     return torch.randint(0, 2, (count, bits), generator=generator).float()
 

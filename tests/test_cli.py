@@ -21,19 +21,23 @@ ARCH = {"resolution": 16, "style_dim": 32, "mapping_layers": 2, "mapping_lr_mul"
         "channel_max": 16}
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
+def make_model(root, **thresholds):
+    root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     generator = Generator(**ARCH)
     generator.w_avg.normal_()
     projector = Projector(128, 8, 32, 1, 64)
     projector.w_avg.copy_(generator.w_avg)
     save_generator(root / "generator.pt", generator, ARCH)
-    save_projector(root / "projector.pt", projector, "sface", "sface", eval_recognizer="dlib-resnet",
-                   eval_threshold=-0.6)
+    save_projector(root / "projector.pt", projector, "sface", "sface", eval_recognizer="dlib-resnet", **thresholds)
     export_model(root / "ivfg.pt", root / "projector.pt", root / "generator.pt")
     return root / "ivfg.pt"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A model of the older kind: τ (set on real faces) only."""
+    return make_model(tmp_path_factory.mktemp("model"), eval_threshold=-0.6)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,14 @@ def test_keygen_writes_an_owner_only_key_of_the_models_length_and_never_overwrit
     assert "never overwritten" in capsys.readouterr().err and path.read_text() == before
     assert cli("keygen", "-o", tmp_path / "long.key", "--bits", "128") == 0
     assert len((tmp_path / "long.key").read_text().strip()) == 128
+
+
+def test_keygen_draws_the_key_from_the_os_cryptographic_source(model, tmp_path, monkeypatch):
+    import ivfg.keys
+
+    monkeypatch.setattr(ivfg.keys.secrets, "token_bytes", lambda n: bytes([0b01101001] * n))
+    assert cli("keygen", "-o", tmp_path / "k.key", "--model", model) == 0
+    assert (tmp_path / "k.key").read_text().strip() == "01101001"
 
 
 def test_anonymize_replaces_the_face_and_leaves_the_rest_of_the_photo(model, photos, tmp_path):
@@ -201,8 +213,18 @@ def test_compare_scores_in_the_virtual_space_and_decides_at_the_models_threshold
     assert same == 0.0 and code == 0 and "same person" in line  # dlib's score is minus a distance
     for a, b in (("a1", "a2"), ("a1", "b1")):
         score, code, line = compare(a, b)
-        assert "threshold -0.6000" in line and score <= same
+        assert "threshold τ -0.6000" in line and score <= same
         assert (code == 0) == (score >= -0.6) and ("same person" in line) == (code == 0)
+
+
+def test_compare_decides_at_the_virtual_threshold_where_the_model_has_one(photos, tmp_path, capsys):
+    strict = make_model(tmp_path / "strict", eval_threshold=-0.6, virtual_threshold=-1e-9)
+    key = key_file(tmp_path, strict)
+    # Only identical virtual faces (score 0) pass τ_v here; τ would accept far more.
+    assert cli("compare", "--key", key, "--model", strict, photos["a1"], photos["a1"]) == 0
+    assert "threshold τ_v -0.0000" in capsys.readouterr().out
+    assert cli("compare", "--key", key, "--model", strict, photos["a1"], photos["a2"]) == 1
+    assert "different people" in capsys.readouterr().out
 
 
 def test_the_model_file_loads_without_dvc_or_training_code(model):
