@@ -60,6 +60,8 @@ def test_the_pipeline_trains_p_and_writes_its_model_curves_and_metrics(project):
     validation = metrics["validation"]
     assert 0 <= validation["protection"] <= 1 and 0 <= validation["key_diversity"] <= 1
     assert 0 <= validation["set_a_eer"] <= 1 and validation["identities"] >= 2
+    calibration = metrics["virtual_threshold"]  # τ_v, on every validation face's virtual face
+    assert calibration["faces"] >= validation["faces"] and 0 <= calibration["eer"] <= 1
     curve = read_csv(root / "plots" / "train.csv")
     assert [int(r["step"]) for r in curve] == [1, 2, 3, 4]
     assert [int(r["epoch"]) for r in read_csv(root / "plots" / "train_val.csv")] == [1, 2]
@@ -112,8 +114,8 @@ def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
     assert "projector.pt" in artifacts and "images" in artifacts  # log_image keeps stepped images there
 
 
-TABLE_ROWS = ("original", "set_a", "set_b", "protection", "diversity", "recoverability", "detection",
-              "fid_virtual", "baselines", "linkage", "key_search")
+TABLE_ROWS = ("original", "original_lowres", "set_a", "set_b", "protection", "diversity", "recoverability",
+              "detection", "fid_virtual", "baselines", "linkage", "key_search", "latent_spread")
 
 
 def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_paper(project):
@@ -125,6 +127,10 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     assert figures["repeats"] == 2 and figures["key_bits"] == 8 and figures["identities"] >= 2
     n = figures["faces"]
     assert figures["set_a"]["pairs"] == n * (n - 1) // 2 and "eer_std" in figures["set_a"]
+    # Measured on the exported model, with its τ_v beside τ; diversity over a second key per face.
+    assert {"genuine_accepted_v", "impostor_rejected_v"} <= set(figures["set_a"])
+    assert figures["diversity"]["pairs"] == n and figures["original_lowres"]["resolution"] == 16
+    assert figures["latent_spread"]["ratio"] >= 0
     for row in ("protection", "diversity", "recoverability", "detection"):
         assert 0.0 <= figures[row]["rate"] <= 1.0, row
     assert set(figures["baselines"]) == {"pixelization", "blur"}

@@ -30,7 +30,7 @@ from ivfg.fileio import atomic_path, write_text
 from ivfg.models.registry import build_inception, build_recognizer
 from ivfg.projector.data import load_faces
 from ivfg.tracking import StageRun
-from ivfg.virtual import VirtualFaces, load_virtual_faces
+from ivfg.virtual import VirtualFaces, load_model
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ class EvaluatePaths:
     aligned: Path = Path("data/aligned")
     split: Path = Path("data/split.csv")
     thresholds: Path = Path("models/thresholds")
-    projector: Path = Path("models/projector.pt")
-    generator: Path = Path("models/generator.pt")
+    model: Path = Path("models/ivfg.pt")  # the export stage's file: what users run is what is measured
     plots: Path = Path("plots/evaluate")
     report: Path = Path("reports/evaluate.md")
     cache: Path = Path("runs/evaluate")  # measurements of the sets no key touches, reused by later runs
@@ -177,7 +176,7 @@ def evaluate_model(params: Params, paths: EvaluatePaths, run: StageRun, dataset:
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     # E's fast form: equal to float rounding, twice as fast; it runs on every original and virtual face.
-    virtual = load_virtual_faces(paths.projector, paths.generator, device, models.weights, fast=True)
+    virtual = load_model(paths.model, device, models.weights, fast=True)
     rows = dataset_rows(paths, dataset, cfg)
     faces = load_faces(paths.aligned, [r["image"] for r in rows])
     threshold = eer_threshold(paths.thresholds, cfg.recognizer) if dataset == "lfw" else float("nan")
