@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 
@@ -303,16 +304,36 @@ class Params(Section):
     celeba: CelebaConfig = CelebaConfig()
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds: itself, or inside `X | None` or `dict[K, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _section_at(location: tuple) -> type[BaseModel] | None:
+    """The section model at a key's location ("pretrain_gan", "phases", 32 -> PhaseConfig)."""
+    model: type[BaseModel] | None = Params
+    for part in location:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part))
+        # Not a field: a key of a mapping such as pretrain_gan.phases, whose values are the model already.
+        model = _model_in(field.annotation) if field is not None else model
+    return model
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        section = error["loc"][:-1]
-        model = Params
-        for part in section:
-            model = model.model_fields[str(part)].annotation
-        allowed = ", ".join(model.model_fields)
-        return f"{key}: unknown key (allowed here: {allowed})"
+        model = _section_at(tuple(error["loc"][:-1]))
+        allowed = f" (allowed here: {', '.join(model.model_fields)})" if model is not None else ""
+        return f"{key}: unknown key{allowed}"
     if "input" in error and error["type"] != "missing":
         message += f" (got {error['input']!r})"
     return f"{key}: {message}"

@@ -95,6 +95,27 @@ def test_unknown_key_in_a_section_lists_the_allowed_keys():
         assert name in allowed
 
 
+@pytest.mark.parametrize("where, key, allowed_from", [
+    (("pretrain_gan",), "pretrain_gan.mixing", "GanConfig"),               # an optional section
+    (("pretrain_gan", "phases", "32"), "pretrain_gan.phases.32.lr_mul", "PhaseConfig"),  # inside a mapping
+    (("train", "weights"), "train.weights.prior", "LossWeights"),         # a nested section
+])
+def test_an_unknown_key_anywhere_is_named_with_the_keys_allowed_there(where, key, allowed_from):
+    import ivfg.config
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    section = raw
+    for part in where:
+        section = section[part]
+    section[key.rsplit(".", 1)[1]] = 1
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert f"{key}: unknown key (allowed here: " in message, message
+    allowed = [name.strip() for name in message.split("allowed here:")[1].rstrip(")").split(",")]
+    assert allowed == list(getattr(ivfg.config, allowed_from).model_fields)
+
+
 def test_unknown_top_level_section_lists_the_sections():
     with pytest.raises(ConfigError) as info:
         parse_params({"trian": {"seed": 1}})
