@@ -92,7 +92,7 @@ def run(args) -> None:
     virtual.eval()
     final = {k: round(v, 4) if isinstance(v, float) else v for k, v in check(virtual).items()}
     print(json.dumps({"epoch": trainer.epoch, **final}), flush=True)
-    print(json.dumps({"settings": overrides, "steps": trainer.steps, "train_seconds": round(trainer.train_seconds, 1),
+    print(json.dumps({"settings": overrides, "steps": trainer.steps, "train_seconds": round(trainer.session_seconds, 1),
                       "final_terms": {k: round(v, 4) for k, v in trainer.curve[-1].items()} if trainer.curve else {}}))
     if args.grid:
         grid = check.grid(virtual.eval()).permute(1, 2, 0).mul(255).round().byte().numpy()

@@ -64,6 +64,7 @@ def main() -> None:
         trainer.resume(allow_code_change=os.environ.get("IVFG_RESUME_CHANGED_CODE") == "1",
                        allow_settings_change=os.environ.get("IVFG_RESUME_CHANGED_SETTINGS") == "1")
         trainer.train(stop_after_steps=args.stop_after_steps)
+        run.log_metrics({"session_seconds": trainer.session_seconds()}, trainer.shown)
         if trainer.shown < trainer.schedule.total:
             print(f"stopped at {trainer.shown / 1000:.1f} of {trainer.schedule.total / 1000:.1f} kimg; "
                   "rerun to resume")
@@ -74,11 +75,10 @@ def main() -> None:
         run.log_artifact(args.out)
         run_id_file.unlink(missing_ok=True)
     final = trainer.history[-1] if trainer.history else {}
-    # Timings go to the log and MLflow (eval/eval_seconds), never into the metrics: a rerun must write the same file.
-    write_metrics(args.metrics, {**{k: v for k, v in final.items() if k != "eval_seconds"},
-                                 "train_images": len(images), "kimg": trainer.shown / 1000})
-    print(f"pretrain_gan: {trainer.total_seconds():.0f} s of training in all, "
-          f"{time.perf_counter() - start:.0f} s in this session")
+    # Timings go to the log and MLflow, never into the metrics or the checkpoint: a rerun writes the same files.
+    write_metrics(args.metrics, {**final, "train_images": len(images), "kimg": trainer.shown / 1000})
+    print(f"pretrain_gan: {trainer.session_seconds():.0f} s of training in this session, "
+          f"{time.perf_counter() - start:.0f} s in all")
     args.plots.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:
         keys = ["kimg", "resolution", "alpha", "fid192", "fid2048", "identity_diversity", "real_identity_diversity"]

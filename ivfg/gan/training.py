@@ -125,7 +125,6 @@ class GanTrainer:
         self.next_checkpoint = round(cfg.checkpoint_kimg * 1000)
         self.next_metrics = round(cfg.metrics_kimg * 1000)
         self.history: list[dict] = []
-        self.train_seconds = 0.0  # wall time of earlier sessions, up to their last checkpoint
         self.session_start: float | None = None
         self.evaluated_at = -1    # images shown at the last evaluation (known to every process)
         self.checkpointed_at = -1  # images shown at the last checkpoint written or loaded
@@ -144,11 +143,11 @@ class GanTrainer:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "shown": self.shown, "steps": self.steps, "rng": self.ranks.gather(self.rng.get_state()),
                 "next_checkpoint": self.next_checkpoint, "next_metrics": self.next_metrics,
-                "history": self.history, "train_seconds": self.train_seconds, "evaluated_at": self.evaluated_at}
+                "history": self.history, "evaluated_at": self.evaluated_at}
 
-    def save_checkpoint(self, session_seconds: float = 0.0) -> None:
+    def save_checkpoint(self) -> None:
+        """No wall time goes in: the run directory is a DVC output, and a rerun must give its hash."""
         state = self.state_dict()  # every process takes part: it gathers their RNG states
-        state["train_seconds"] += session_seconds
         if self.ranks.main:
             write_torch(self.checkpoint_path, state)
         self.ranks.barrier()
@@ -191,7 +190,6 @@ class GanTrainer:
         self.rng.set_state(state["rng"][self.ranks.rank])
         self.next_checkpoint, self.next_metrics = state["next_checkpoint"], state["next_metrics"]
         self.history = state["history"]
-        self.train_seconds = state["train_seconds"]
         self.evaluated_at = state.get("evaluated_at", round(self.history[-1]["kimg"] * 1000) if self.history else -1)
         self.checkpointed_at = self.shown
         log.info("resumed from %s at %.1f kimg", self.checkpoint_path, self.shown / 1000)
@@ -296,7 +294,7 @@ class GanTrainer:
         self.interrupted = True
 
     def _train(self, stop_after_steps: int | None) -> None:
-        session_start = self.session_start = time.perf_counter()
+        self.session_start = time.perf_counter()
         bar = tqdm(total=self.schedule.total, initial=self.shown, unit="img", unit_scale=True, desc="pretrain_gan",
                    disable=not self.ranks.main)
         steps = 0
@@ -322,7 +320,7 @@ class GanTrainer:
                 self.next_metrics += round(self.cfg.metrics_kimg * 1000)
                 paused = True
             if self.shown >= self.next_checkpoint:
-                self.checkpoint(session_start)
+                self.checkpoint()
                 self.next_checkpoint += round(self.cfg.checkpoint_kimg * 1000)
                 paused = True
             if paused:  # images/s measures training, not evaluations and checkpoint writes
@@ -331,16 +329,14 @@ class GanTrainer:
         if self.shown >= self.schedule.total and self.evaluated_at != self.shown:
             self.run_evaluation()
         if self.checkpointed_at != self.shown:  # not twice at one point: one grid per step in MLflow
-            self.checkpoint(session_start)
+            self.checkpoint()
 
-    def total_seconds(self) -> float:
-        """Wall time of this run over all its sessions (evaluations included, time lost to
-        interruptions after the last checkpoint excluded)."""
-        session = 0.0 if self.session_start is None else time.perf_counter() - self.session_start
-        return self.train_seconds + session
+    def session_seconds(self) -> float:
+        """Wall time of this session's training (evaluations included); MLflow keeps every session's."""
+        return 0.0 if self.session_start is None else time.perf_counter() - self.session_start
 
-    def checkpoint(self, session_start: float) -> None:
-        self.save_checkpoint(time.perf_counter() - session_start)
+    def checkpoint(self) -> None:
+        self.save_checkpoint()
         self.save_grid()
         self.checkpointed_at = self.shown
 
@@ -365,10 +361,12 @@ class GanTrainer:
         pos = self.schedule.at(max(self.shown - 1, 0))
         start = time.perf_counter()
         figures = self.evaluate(self.G_ema, pos.level, pos.alpha)
-        figures.update(kimg=self.shown / 1000, alpha=pos.alpha, eval_seconds=time.perf_counter() - start)
-        self.history.append(figures)
-        log.info("at %.1f kimg: %s", self.shown / 1000, json.dumps({k: round(v, 4) for k, v in figures.items()}))
-        self.log_metrics({f"eval/{k}": v for k, v in figures.items()}, self.shown)
+        figures.update(kimg=self.shown / 1000, alpha=pos.alpha)
+        self.history.append(figures)  # results only: the history is checkpointed, its timing is not
+        seconds = time.perf_counter() - start
+        log.info("at %.1f kimg (%.0f s): %s", self.shown / 1000, seconds,
+                 json.dumps({k: round(v, 4) for k, v in figures.items()}))
+        self.log_metrics({f"eval/{k}": v for k, v in {**figures, "eval_seconds": seconds}.items()}, self.shown)
         self.ranks.barrier()
 
     # ----- the stage's product ------------------------------------------------------------------------

@@ -148,14 +148,15 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
                    virtual_threshold=calibration["threshold"], epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
+    # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
+    (paths.run_dir / "mlflow_run_id").unlink(missing_ok=True)
     write_rows(paths.plots, trainer.curve, CURVE_COLUMNS)
     val_columns = list(trainer.validation[-1]) if trainer.validation else ["epoch"]
     write_rows(paths.val_plots, trainer.validation, val_columns)
     final_terms = trainer.curve[-1] if trainer.curve else {}
-    rates = [row["steps_per_second"] for row in trainer.curve]
-    # Timings belong to the run (MLflow, the log), not to the metrics file a rerun must reproduce.
-    timings = {"train_seconds": trainer.train_seconds, "epoch_seconds": trainer.train_seconds / max(trainer.epoch, 1),
-               "median_steps_per_second": float(np.median(rates)) if rates else 0.0}
+    # Timings belong to the run (MLflow, the log), not to the metrics file or checkpoint a rerun must reproduce.
+    timings = {"train_seconds": trainer.session_seconds,
+               "median_steps_per_second": float(np.median(trainer.rates)) if trainer.rates else 0.0}
     run.log_metrics(timings)
     print("train: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return {"loss": {k: final_terms.get(k) for k in CURVE_COLUMNS[2:]},

@@ -84,9 +84,11 @@ class ProjectorTrainer:
         self.per_epoch = min(cfg.triplets_per_epoch or len(triplets), len(triplets))
         self.epoch, self.position, self.steps = 0, 0, 0
         self.order: torch.Tensor | None = None
-        self.curve: list[dict] = []       # one row per log_steps steps
+        self.curve: list[dict] = []       # one row per log_steps steps (results only: it is checkpointed)
         self.validation: list[dict] = []  # one row per epoch
-        self.train_seconds = 0.0
+        # Timings of this session, kept out of the checkpoint (a DVC output a rerun must reproduce).
+        self.session_seconds = 0.0
+        self.rates: list[float] = []      # steps/s of each logged window
         self.interrupted = False
         self._window: list[dict] = []
 
@@ -103,13 +105,12 @@ class ProjectorTrainer:
         return -(-self.per_epoch // self.cfg.batch)
 
     # ----- checkpoints -------------------------------------------------------------------------------
-    def save_checkpoint(self, session_seconds: float = 0.0) -> None:
+    def save_checkpoint(self) -> None:
         write_torch(self.checkpoint_path, {
             "settings": self.settings, "finished": self.finished,
             "projector": self.projector.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.get_state(), "epoch": self.epoch, "position": self.position, "steps": self.steps,
-            "order": self.order, "curve": self.curve, "validation": self.validation, "window": self._window,
-            "train_seconds": self.train_seconds + session_seconds})
+            "order": self.order, "curve": self.curve, "validation": self.validation, "window": self._window})
 
     def resume(self) -> bool:
         """Continue the run directory's checkpoint. An unfinished run under other settings is refused,
@@ -131,7 +132,7 @@ class ProjectorTrainer:
         self.rng.set_state(state["rng"])
         self.epoch, self.position, self.steps = state["epoch"], state["position"], state["steps"]
         self.order, self.curve, self.validation = state["order"], state["curve"], state["validation"]
-        self._window, self.train_seconds = state["window"], state["train_seconds"]
+        self._window = state["window"]
         log.info("resumed from %s at epoch %d, step %d", self.checkpoint_path, self.epoch, self.steps)
         return True
 
@@ -208,16 +209,16 @@ class ProjectorTrainer:
         self._checkpoint(session_start)
 
     def _checkpoint(self, session_start: float) -> None:
-        seconds = time.perf_counter() - session_start
-        self.save_checkpoint(seconds)
-        self.train_seconds += seconds
+        self.save_checkpoint()
+        self.session_seconds += time.perf_counter() - session_start
 
     def _log_window(self, steps_per_second: float) -> None:
         """One point of the loss curve: each term and the total averaged over the last log_steps steps."""
         keys = [*TERMS, "total"]
         row = {k: sum(s[k] for s in self._window) / len(self._window) for k in keys}
-        row.update(step=self.steps, epoch=self.epoch + self.position / self.per_epoch,
-                   steps_per_second=steps_per_second)
+        row.update(step=self.steps, epoch=self.epoch + self.position / self.per_epoch)
         self.curve.append(row)
+        self.rates.append(steps_per_second)
         self._window = []
-        self.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, self.steps)
+        self.log_metrics({f"train/{k}": v for k, v in {**row, "steps_per_second": steps_per_second}.items()
+                          if k != "step"}, self.steps)

@@ -62,7 +62,8 @@ def test_a_step_changes_only_p(parts, tmp_path):
     assert same(before["R"], state(recognizer))
     assert not generator.training and not recognizer.training
     assert all(not p.requires_grad for m in (generator, encoder, recognizer) for p in m.parameters())
-    assert set(trainer.curve[-1]) >= {"pri", "con", "intra", "inter", "reg", "total", "steps_per_second"}
+    assert set(trainer.curve[-1]) >= {"pri", "con", "intra", "inter", "reg", "total"}
+    assert len(trainer.rates) == len(trainer.curve) and trainer.rates[-1] > 0
 
 
 def test_same_seed_same_first_steps_other_seed_other_steps(parts, tmp_path):
@@ -70,8 +71,9 @@ def test_same_seed_same_first_steps_other_seed_other_steps(parts, tmp_path):
     c = make_trainer(parts, tmp_path / "c", seed=1)
     for trainer in (a, b, c):
         trainer.train(stop_after_steps=2)
-    assert same(state(a.projector), state(b.projector)) and a.curve == [
-        {**row, "steps_per_second": a.curve[i]["steps_per_second"]} for i, row in enumerate(b.curve)]
+    assert same(state(a.projector), state(b.projector)) and a.curve == b.curve
+    # No wall time in the checkpoint (runs/train is a DVC output): the same run writes the same bytes.
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == (tmp_path / "b" / "checkpoint.pt").read_bytes()
     assert not same(state(a.projector), state(c.projector))
 
 
