@@ -19,6 +19,8 @@ from pathlib import Path
 from ivfg.errors import IvfgError
 
 EXIT_USER_ERROR = 2
+MIN_PHOTO_SIDE = 20     # MTCNN's smallest face (its min_face_size): a smaller photo cannot hold one
+MAX_PHOTO_SIDE = 4096   # larger photos are shrunk while decoding, as the align stage does
 # The model the project ships (package data): the export of the committed pipeline run, so that the
 # command works right after install. --model names your own (e.g. models/ivfg.pt after `make pipeline`).
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "ivfg.pt"
@@ -45,6 +47,7 @@ def read_key(args: argparse.Namespace, bits: int):
     from ivfg.keys import key_from_passphrase, read_key_file
 
     if args.key is not None:
+        warn_if_shared(args.key)
         return read_key_file(args.key, bits)
     if args.passphrase_file is not None:
         try:
@@ -52,26 +55,40 @@ def read_key(args: argparse.Namespace, bits: int):
         except OSError as exc:
             raise UserError(f"passphrase file {args.passphrase_file} cannot be read ({type(exc).__name__})") from None
         return key_from_passphrase(text, bits)
-    return key_from_passphrase(getpass.getpass("passphrase: "), bits)
+    try:
+        return key_from_passphrase(getpass.getpass("passphrase: "), bits)
+    except EOFError:
+        raise UserError("--passphrase: no passphrase was entered (standard input ended); type it at the "
+                        "prompt, or give --passphrase-file") from None
 
 
-def model_key_bits(path: Path) -> int | None:
+def warn_if_shared(path: Path) -> None:
+    """As ssh does for private keys: a key file others can read is a secret no longer."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # read_key_file names the problem
+    if mode & 0o077:
+        print(f"ivfg: warning: key file {path} is readable by others (mode {mode:04o}); "
+              f"make it private with: chmod 600 {path}", file=sys.stderr)
+
+
+def model_key_bits(path: Path) -> int:
     import torch
 
     if not path.is_file():
-        return None
+        raise UserError(f"give --bits: no model at {path} to take the key length from")
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True)["key_bits"])
-    except Exception:
-        return None
+    except Exception as exc:
+        raise UserError(f"{path} cannot be read as an IVFG model ({type(exc).__name__}); give --bits, or "
+                        "--model with a model file") from None
 
 
 def keygen(args: argparse.Namespace) -> int:
     from ivfg.keys import user_key, write_key_file
 
-    bits = args.bits or model_key_bits(args.model)
-    if bits is None:
-        raise UserError(f"give --bits: no model at {args.model} to take the key length from")
+    bits = args.bits if args.bits is not None else model_key_bits(args.model)
     write_key_file(args.output, user_key(bits))
     print(f"wrote a {bits}-bit key to {args.output} (readable by you only); keep it secret")
     return 0
@@ -102,16 +119,27 @@ def load_tools(args: argparse.Namespace):
 
 
 def open_photo(path: Path):
-    from ivfg.data.align import load_rgb
+    """The photo in RGB, EXIF orientation applied, shrunk while decoding to MAX_PHOTO_SIDE (said on stderr)."""
+    from ivfg.data.align import decode
 
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a photo, or a folder as input with a folder as -o")
     try:
-        return load_rgb(path)[0]  # EXIF orientation applied
+        photo, _, shrink = decode(path, MAX_PHOTO_SIDE)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
     except Exception as exc:
         raise UserError(f"{path} is not a readable image ({type(exc).__name__})") from None
+    if shrink > 1:
+        print(f"ivfg: {path} is larger than {MAX_PHOTO_SIDE} px: processed and written at "
+              f"{photo.size[0]}x{photo.size[1]}", file=sys.stderr)
+    return photo
+
+
+def check_can_hold_a_face(photo, path: Path) -> None:
+    if min(photo.size) < MIN_PHOTO_SIDE:
+        raise NoFace(f"{path}: {photo.size[0]}x{photo.size[1]} px is too small to hold a face "
+                     f"(MTCNN finds faces of {MIN_PHOTO_SIDE} px and up); nothing written")
 
 
 def save_photo(image, path: Path) -> None:
@@ -136,6 +164,11 @@ def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, align
         save_photo(out, target)
         summary.faces += 1
         return
+    try:
+        check_can_hold_a_face(photo, source)
+    except NoFace:
+        summary.without_face += 1
+        raise
     out, faces = tool.replace_faces(photo, key)
     if not faces:
         summary.without_face += 1
@@ -155,6 +188,9 @@ def anonymize(args: argparse.Namespace) -> int:
 
     if not args.input.exists():
         raise UserError(f"{args.input} does not exist")
+    if args.output.resolve() == args.input.resolve():
+        raise UserError(f"-o {args.output} is the input itself; the originals are never overwritten: "
+                        "give another output path")
     tool, key, _ = load_tools(args)
     summary = Summary()
     if not args.input.is_dir():
@@ -197,6 +233,7 @@ def compare(args: argparse.Namespace) -> int:
     faces = []
     for path in (args.a, args.b):
         photo = open_photo(path)
+        check_can_hold_a_face(photo, path)
         found = tool.find_faces(photo)
         if not found:
             raise NoFace(f"{path}: no face found")

@@ -116,6 +116,7 @@ def load_virtual_faces(projector_path: str | Path, generator_path: str | Path, d
 
 
 MODEL_FORMAT = "ivfg-model/1"
+MODEL_PARTS = ("key_bits", "encoder", "projector", "projector_state", "generator_architecture", "generator_state")
 
 
 def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
@@ -155,6 +156,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise InputError(f"{path} is not an IVFG model file (format {found!r}, expected {MODEL_FORMAT!r})")
+    missing = [k for k in MODEL_PARTS if k not in state]
+    if missing:
+        raise InputError(f"{path} is an incomplete IVFG model file (no {', '.join(missing)}): export it again "
+                         "(dvc repro export)")
     projector = projector_from_state(state["projector"], state["projector_state"], device)
     generator = generator_from_state({"architecture": state["generator_architecture"],
                                       "state_dict": state["generator_state"]}, device)

@@ -6,6 +6,8 @@ import io
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,6 +176,96 @@ def test_bad_photos_get_one_line_exit_2_and_no_output(model, photos, tmp_path, c
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".out.jpg*"))
+
+
+def test_a_tiny_photo_is_no_face_and_a_folder_run_goes_on_past_it(model, photos, tmp_path, capsys):
+    key = key_file(tmp_path, model)
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    assert cli("anonymize", "--key", key, "--model", model, tmp_path / "dot.png", "-o", tmp_path / "o.png") == 2
+    err = capsys.readouterr().err
+    assert "1x1 px is too small to hold a face" in err and len(err.strip().splitlines()) == 1
+    assert cli("compare", "--key", key, "--model", model, tmp_path / "dot.png", photos["a1"]) == 2
+    assert "too small" in capsys.readouterr().err
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (1, 1)).save(folder / "a_dot.png")
+    (folder / "b.jpg").write_bytes(photos["a1"].read_bytes())
+    assert cli("anonymize", "--key", key, "--model", model, folder, "-o", tmp_path / "out") == 0
+    assert (tmp_path / "out" / "b.jpg").is_file() and "1 without a face" in capsys.readouterr().out
+
+
+def test_a_huge_photo_is_shrunk_while_decoding_and_said_so(model, photos, tmp_path, capsys, monkeypatch):
+    import ivfg.cli
+
+    monkeypatch.setattr(ivfg.cli, "MAX_PHOTO_SIDE", 200)  # the same path as a 12000 px photo, at test size
+    key = key_file(tmp_path, model)
+    big = tmp_path / "big.jpg"
+    Image.open(photos["a1"]).resize((500, 500)).save(big, quality=95)
+    assert cli("anonymize", "--key", key, "--model", model, big, "-o", tmp_path / "o.jpg") == 0
+    assert "processed and written at 200x200" in capsys.readouterr().err
+    assert Image.open(tmp_path / "o.jpg").size == (200, 200)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--passphrase"], "no passphrase was entered"),
+])
+def test_bad_options_get_one_line_and_exit_2(model, photos, tmp_path, capsys, monkeypatch, args, message):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no input: getpass reads EOF
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": input())
+    key_args = [] if "--passphrase" in args else ["--key", key_file(tmp_path, model)]
+    out = tmp_path / "o.jpg"
+    assert cli("anonymize", *key_args, *args, "--model", model, photos["a1"], "-o", out) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_output_equal_to_the_input_is_refused_and_the_original_kept(model, photos, tmp_path, capsys):
+    key = key_file(tmp_path, model)
+    photo = tmp_path / "mine.jpg"
+    photo.write_bytes(photos["a1"].read_bytes())
+    before = photo.read_bytes()
+    assert cli("anonymize", "--key", key, "--model", model, photo, "-o", photo) == 2
+    assert "the input itself" in capsys.readouterr().err and photo.read_bytes() == before
+    assert cli("anonymize", "--key", key, "--model", model, tmp_path, "-o", tmp_path / "." ) == 2
+    assert photo.read_bytes() == before
+
+
+def test_a_key_file_others_can_read_is_used_with_a_warning(model, photos, tmp_path, capsys):
+    key = Path(key_file(tmp_path, model))
+    key.chmod(0o644)
+    assert cli("anonymize", "--key", key, "--model", model, photos["a1"], "-o", tmp_path / "o.jpg") == 0
+    err = capsys.readouterr().err
+    assert f"key file {key} is readable by others (mode 0644)" in err and f"chmod 600 {key}" in err
+
+
+def test_keygen_refuses_zero_bits_and_names_a_broken_model(tmp_path, capsys):
+    assert cli("keygen", "-o", tmp_path / "zero.key", "--bits", "0") == 2
+    assert "at least 1 bit" in capsys.readouterr().err and not (tmp_path / "zero.key").exists()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    assert cli("keygen", "-o", tmp_path / "k.key", "--model", broken) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as an IVFG model" in err and "give --bits" in err
+    assert cli("keygen", "-o", tmp_path / "k.key", "--model", tmp_path / "none.pt") == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+def test_a_model_file_with_only_its_format_is_named_incomplete(photos, tmp_path, capsys):
+    partial = tmp_path / "partial.pt"
+    torch.save({"format": "ivfg-model/1"}, partial)
+    assert cli("anonymize", "--passphrase-file", _secret(tmp_path), "--model", partial,
+               photos["a1"], "-o", tmp_path / "o.jpg") == 2
+    err = capsys.readouterr().err
+    assert "incomplete IVFG model file (no key_bits, encoder, projector" in err and len(err.strip().splitlines()) == 1
+
+
+def _secret(tmp_path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text("a passphrase of some length\n")
+    return path
 
 
 def test_a_wrong_key_or_a_missing_model_is_named(model, photos, tmp_path, capsys):
