@@ -116,6 +116,18 @@ def test_an_unknown_key_anywhere_is_named_with_the_keys_allowed_there(where, key
     assert allowed == list(getattr(ivfg.config, allowed_from).model_fields)
 
 
+@pytest.mark.parametrize("raw, key", [
+    ({"align": {"batch_size": True}}, "align.batch_size"),
+    ({"train": {"weights": {"reg": False}}}, "train.weights.reg"),
+    ({"evaluate": {"max_images": True}}, "evaluate.max_images"),   # int | None
+])
+def test_a_boolean_for_a_number_is_refused_naming_the_key(raw, key):
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .*is (true|false), but this key takes a number"):
+        parse_params(raw)
+    assert parse_params({"align": {"batch_size": 1}}).align.batch_size == 1
+    assert parse_params({"pretrain_gan": None}).pretrain_gan is None
+
+
 def test_unknown_top_level_section_lists_the_sections():
     with pytest.raises(ConfigError) as info:
         parse_params({"trian": {"seed": 1}})

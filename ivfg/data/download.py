@@ -117,6 +117,9 @@ def pinned_name(archive: Path, digest: str, cfg: DownloadConfig) -> str:
 
 def local_source(archive: Path, cfg: DownloadConfig) -> Source:
     """A local archive (pinned by its SHA-256) with LFW's pairs.txt (pinned too) beside it."""
+    if archive.is_dir():
+        raise DownloadError(f"local LFW archive {archive} (download.local_archive) is a folder; point "
+                            "download.local_archive at LFW's .tgz inside it, or set it to null to download it")
     if not archive.is_file():
         raise DownloadError(f"local LFW archive {archive} (download.local_archive) does not exist; point "
                             "download.local_archive at LFW's .tgz, or set it to null to download it")

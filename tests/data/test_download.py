@@ -384,6 +384,20 @@ def test_missing_local_archive_is_refused(tmp_path: Path, no_lfw_env):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_as_local_archive_is_named_a_folder(tmp_path: Path, no_lfw_env):
+    (tmp_path / "lfw").mkdir()
+    with pytest.raises(DownloadError, match=r"lfw \(download\.local_archive\) is a folder"):
+        prepare_lfw(DownloadConfig(local_archive=str(tmp_path / "lfw")), tmp_path / "out", tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_local_archive_is_refused_rather_than_taken_for_null():
+    from ivfg.config import ConfigError, parse_params
+
+    with pytest.raises(ConfigError, match=r"download\.local_archive: .*is empty: give the path .* or null"):
+        parse_params({"download": {"local_archive": "  "}})
+
+
 def test_archive_without_images_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):
     blob = tmp_path / "empty.tgz"
     build_tgz(blob, {"Nobody/readme.txt": b"no images here"})
