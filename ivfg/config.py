@@ -278,7 +278,7 @@ class CelebaConfig(Section):
 
 
 class EvaluateConfig(Section):
-    """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
+    """The paper's tables and figures on the test split (docs/design.md, "Metric definitions")."""
     untracked = frozenset({"device"})
     recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
     # Evaluating with the recognizer P was trained against only shows what training optimised: refused

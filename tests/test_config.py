@@ -23,7 +23,7 @@ def test_repo_params_yaml_loads_and_matches_the_file():
         dumped = getattr(params, section).model_dump(mode="json")
         for key, value in values.items():
             assert dumped[key] == value, f"{section}.{key}"
-    assert params.align.image_size == 128  # the canonical face frame (DESIGN.md)
+    assert params.align.image_size == 128  # the canonical face frame (docs/design.md)
     assert abs(params.split.train + params.split.val + params.split.test - 1.0) < 1e-9
 
 

@@ -1,6 +1,6 @@
 """Face recognizers behind one interface.
 
-Input: a batch of faces in the canonical frame (DESIGN.md), float RGB in [0, 1], shape (B, 3, H, W),
+Input: a batch of faces in the canonical frame (docs/design.md), float RGB in [0, 1], shape (B, 3, H, W),
 on any device. Each backbone does its own resizing and normalisation. `score(a, b)` is higher for
 the same person.
 """

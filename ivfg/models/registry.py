@@ -1,4 +1,4 @@
-"""Named pretrained networks and where their weights come from (DESIGN.md, "Pretrained models")."""
+"""Named pretrained networks and where their weights come from (docs/design.md, "Pretrained networks")."""
 from __future__ import annotations
 
 from typing import Mapping
