@@ -21,6 +21,7 @@ from ivfg.errors import IvfgError
 EXIT_USER_ERROR = 2
 MIN_PHOTO_SIDE = 20     # MTCNN's smallest face (its min_face_size): a smaller photo cannot hold one
 MAX_PHOTO_SIDE = 4096   # larger photos are shrunk while decoding, as the align stage does
+MIN_PASSPHRASE = 16     # characters; shorter ones get a warning
 # The model the project ships (package data): the export of the committed pipeline run, so that the
 # command works right after install. --model names your own (e.g. models/ivfg.pt after `make pipeline`).
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "ivfg.pt"
@@ -54,12 +55,18 @@ def read_key(args: argparse.Namespace, bits: int):
             text = args.passphrase_file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise UserError(f"passphrase file {args.passphrase_file} cannot be read ({type(exc).__name__})") from None
-        return key_from_passphrase(text, bits)
-    try:
-        return key_from_passphrase(getpass.getpass("passphrase: "), bits)
-    except EOFError:
-        raise UserError("--passphrase: no passphrase was entered (standard input ended); type it at the "
-                        "prompt, or give --passphrase-file") from None
+    else:
+        try:
+            text = getpass.getpass("passphrase: ")
+        except EOFError:
+            raise UserError("--passphrase: no passphrase was entered (standard input ended); type it at the "
+                            "prompt, or give --passphrase-file") from None
+    key = key_from_passphrase(text, bits)
+    if len(text.strip()) < MIN_PASSPHRASE:
+        # One public salt for everyone: a short passphrase is found by trying the common ones once for all.
+        print(f"ivfg: warning: a passphrase of {len(text.strip())} characters is easy to guess; use "
+              f"{MIN_PASSPHRASE} or more (several random words), or a key file from `ivfg keygen`", file=sys.stderr)
+    return key
 
 
 def warn_if_shared(path: Path) -> None:

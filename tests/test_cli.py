@@ -241,6 +241,17 @@ def test_a_key_file_others_can_read_is_used_with_a_warning(model, photos, tmp_pa
     assert f"key file {key} is readable by others (mode 0644)" in err and f"chmod 600 {key}" in err
 
 
+def test_a_short_passphrase_is_used_with_a_warning_and_a_long_one_without(model, photos, tmp_path, capsys):
+    for text, warned in (("letmein", True), ("correct horse battery staple", False)):
+        secret = tmp_path / "secret.txt"
+        secret.write_text(text + "\n")
+        assert cli("anonymize", "--passphrase-file", secret, "--model", model, photos["a1"], "-o",
+                   tmp_path / "o.jpg") == 0
+        err = capsys.readouterr().err
+        assert ("a passphrase of 7 characters is easy to guess" in err) == warned, err
+        assert text not in err
+
+
 def test_keygen_refuses_zero_bits_and_names_a_broken_model(tmp_path, capsys):
     assert cli("keygen", "-o", tmp_path / "zero.key", "--bits", "0") == 2
     assert "at least 1 bit" in capsys.readouterr().err and not (tmp_path / "zero.key").exists()
