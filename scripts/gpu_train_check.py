@@ -54,7 +54,7 @@ def bundle(args) -> None:
                 "triplets": table, "val_faces": encoded, "val_identities": [r["identity"] for r in val_rows],
                 "val_embeddings": frozen_embeddings(encoder, paths.aligned, val_images, 32, torch.device("cpu"),
                                                     cache),
-                "threshold": eer_threshold(paths.baseline, models.eval_recognizer),
+                "threshold": eer_threshold(paths.thresholds, models.eval_recognizer),
                 "generator": torch.load(paths.generator, map_location="cpu", weights_only=True)}, args.out)
     print(f"{args.out}: {len(images)} training faces, {len(table)} triplets, {len(val_rows)} validation faces")
 
