@@ -182,6 +182,7 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
        "--seconds", "0.1")
     every = {p.relative_to(REPO_ROOT).as_posix() for folder in ("scripts", "benchmarks")
              for p in (REPO_ROOT / folder).iterdir() if p.suffix in (".py", ".sh")}
+    every.discard("scripts/setup.sh")  # every make target runs it, CI first of all
     assert ran == every, f"not run by this test: {sorted(every - ran)}"
 
 
