@@ -191,7 +191,7 @@ def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, align
 def anonymize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ivfg.data.align import IMAGE_SUFFIXES
+    from ivfg.data.files import IMAGE_SUFFIXES
 
     if not args.input.exists():
         raise UserError(f"{args.input} does not exist")

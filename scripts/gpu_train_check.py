@@ -24,12 +24,11 @@ import yaml
 from PIL import Image
 
 from ivfg.config import TrainConfig, load_params
-from ivfg.data.split import read_split
+from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets
 from ivfg.device import resolve_device
-from ivfg.evaluation.baseline import eer_threshold
 from ivfg.gan.export import generator_from_state
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
+from ivfg.projector.data import frozen_embeddings, index_triplets
 from ivfg.projector.pipeline import TrainPaths, untrained_virtual_faces
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, choose_validation_faces

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.align import read_index
+from ivfg.data.files import read_index, write_thresholds
 from ivfg.device import resolve_device
-from ivfg.evaluation.baseline import evaluate_recognizer, write_thresholds
+from ivfg.evaluation.baseline import evaluate_recognizer
 from ivfg.models.registry import build_recognizer
 from ivfg.tracking import stage_run, write_metrics
 

@@ -1,7 +1,6 @@
 """DVC stage `pretrain_gan`: progressive StyleGAN v1 (no noise) on the training identities; resumes."""
 import argparse
 import contextlib
-import csv
 import os
 import time
 from pathlib import Path
@@ -10,8 +9,7 @@ from PIL import Image
 
 from ivfg.stage import run_main
 from ivfg.config import ConfigError, load_params
-from ivfg.fileio import atomic_path
-from ivfg.evaluation.baseline import eer_threshold
+from ivfg.data.files import eer_threshold, write_csv
 from ivfg.gan.data import load_training_images
 from ivfg.gan.distributed import init_from_env
 from ivfg.gan.metrics import GanEvaluator
@@ -79,13 +77,8 @@ def main() -> None:
     write_metrics(args.metrics, {**final, "train_images": len(images), "kimg": trainer.shown / 1000})
     print(f"pretrain_gan: {trainer.session_seconds():.0f} s of training in this session, "
           f"{time.perf_counter() - start:.0f} s in all")
-    args.plots.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.plots) as tmp, open(tmp, "w", newline="") as handle:
-        keys = ["kimg", "resolution", "alpha", "fid192", "fid2048", "identity_diversity", "real_identity_diversity"]
-        writer = csv.DictWriter(handle, keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(trainer.history)
-
+    keys = ["kimg", "resolution", "alpha", "fid192", "fid2048", "identity_diversity", "real_identity_diversity"]
+    write_csv(args.plots, keys, trainer.history)
 
 if __name__ == "__main__":
     run_main("pretrain_gan", main)

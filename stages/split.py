@@ -1,13 +1,11 @@
 """DVC stage `split`: identity-disjoint train/val/test assignment of the aligned images."""
 import argparse
-import csv
 from pathlib import Path
 
 from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.align import read_index
+from ivfg.data.files import read_index, write_csv
 from ivfg.data.split import split_index
-from ivfg.fileio import atomic_path
 from ivfg.tracking import stage_run, write_metrics
 
 
@@ -21,10 +19,7 @@ def main() -> None:
     cfg = load_params(args.params).split
     with stage_run("split", params={"split": cfg.model_dump(mode="json")}) as run:
         rows, figures = split_index(read_index(Path(args.index)), cfg)
-        with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, ["image", "identity", "split"])
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(Path(args.out), ["image", "identity", "split"], rows)
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)
 

@@ -1,11 +1,10 @@
 """DVC stage `triplets`: (x1, x2, y) triplets for each split."""
 import argparse
-import csv
 from pathlib import Path
 
 from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.split import SPLITS, read_split
+from ivfg.data.files import SPLITS, TRIPLET_COLUMNS, read_split, write_csv
 from ivfg.data.triplets import make_triplets
 from ivfg.fileio import atomic_dir
 from ivfg.tracking import stage_run, write_metrics
@@ -24,10 +23,7 @@ def main() -> None:
     with stage_run("triplets", params={"triplets": cfg.model_dump(mode="json")}) as run, atomic_dir(args.out) as tmp:
         for salt, name in enumerate(SPLITS):
             triplets = make_triplets(splits[name], cfg, salt=salt)
-            with open(tmp / f"{name}.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["x1", "x2", "y"])
-                writer.writerows(triplets)
+            write_csv(tmp / f"{name}.csv", TRIPLET_COLUMNS, triplets)
             figures[name] = {"triplets": len(triplets), "identities": len({Path(t[0]).parent.name for t in triplets})}
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)

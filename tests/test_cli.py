@@ -211,8 +211,6 @@ def test_a_huge_photo_is_shrunk_while_decoding_and_said_so(model, photos, tmp_pa
     (["--passphrase"], "no passphrase was entered"),
 ])
 def test_bad_options_get_one_line_and_exit_2(model, photos, tmp_path, capsys, monkeypatch, args, message):
-    import io
-
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no input: getpass reads EOF
     monkeypatch.setattr("getpass.getpass", lambda prompt="": input())
     key_args = [] if "--passphrase" in args else ["--key", key_file(tmp_path, model)]

@@ -1,7 +1,6 @@
 """MTCNN detection and 5-landmark alignment into the canonical face frame, batched, on CPU or GPU."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
@@ -9,7 +8,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,11 +18,11 @@ from tqdm import tqdm
 
 from ivfg.config import AlignConfig
 from ivfg.data.faceframe import warp_to_frame
+from ivfg.data.files import IMAGE_SUFFIXES, write_csv
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_dir, write_json
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # PIL's modes of 16-bit grey images
 NOT_UTF8 = "name is not valid UTF-8: rename it"
 INDEX_COLUMNS = ["image", "source", "identity", "prob", "faces",
@@ -193,8 +192,8 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
             save.result()  # an error writing a face stops the stage, as it would inline
         progress.close()
         seconds = time.perf_counter() - start
-        _write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
-        _write_csv(tmp / "failures.csv", ["source", "identity", "reason"],
+        write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
+        write_csv(tmp / "failures.csv", ["source", "identity", "reason"],
                    [[printable(p.relative_to(images_root).as_posix()), printable(p.relative_to(images_root).parts[0]),
                      why] for p, why in failures])
         figures = {
@@ -235,15 +234,3 @@ def printable(name: str) -> str:
 
 def _save_face(face: Image.Image, path: Path, image_format: str) -> None:
     face.save(path, quality=95) if image_format == "jpg" else face.save(path)
-
-
-def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Sequence]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def read_index(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))

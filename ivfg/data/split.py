@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from ivfg.config import SplitConfig
+from ivfg.data.files import SPLITS
 
-SPLITS = ("train", "val", "test")
 
 
 def split_identities(image_counts: dict[str, int], cfg: SplitConfig) -> dict[str, str]:
@@ -47,11 +46,3 @@ def split_index(rows: list[dict[str, str]], cfg: SplitConfig) -> tuple[list[dict
             "identities_with_2plus": sum(counts[i] >= 2 for i in ids),
         }
     return out, figures
-
-
-def read_split(path: Path) -> dict[str, list[dict[str, str]]]:
-    import csv
-
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {name: [r for r in rows if r["split"] == name] for name in SPLITS}

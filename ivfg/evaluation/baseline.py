@@ -1,19 +1,16 @@
 """The "Original" row of the paper's Table 1: verification on real, pipeline-aligned faces."""
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from ivfg.errors import InputError
-from ivfg.fileio import atomic_dir, write_json
+from ivfg.data.files import load_faces
 from ivfg.evaluation.verification import Pair, read_lfw_pairs, split_pairs, verification_metrics
 from ivfg.models.recognizers import Recognizer
 
@@ -24,21 +21,18 @@ def image_key(relative_image: str) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def load_batch(paths: Sequence[Path]) -> torch.Tensor:
-    arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255.0 for p in paths]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
 @torch.no_grad()
-def embed_images(recognizer: Recognizer, paths: dict[str, Path], batch_size: int,
+def embed_images(recognizer: Recognizer, aligned_dir: Path, images: dict[str, str], batch_size: int,
                  device: torch.device) -> tuple[dict[str, torch.Tensor], float]:
-    """Embeddings by key, and the seconds spent per image (loading included)."""
-    keys = sorted(paths)
+    """Embeddings by key of the aligned faces `images` names (key -> path under `aligned_dir`), and the
+    seconds spent per image (loading included)."""
+    keys = sorted(images)
     out: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     for i in tqdm(range(0, len(keys), batch_size), desc=f"embed {recognizer.name}", unit="batch"):
         chunk = keys[i:i + batch_size]
-        emb = recognizer.embed(load_batch([paths[k] for k in chunk]).to(device)).float().cpu()
+        faces = load_faces(aligned_dir, [images[k] for k in chunk]).float() / 255
+        emb = recognizer.embed(faces.to(device)).float().cpu()
         out.update(zip(chunk, emb))
     return out, (time.perf_counter() - start) / max(len(keys), 1)
 
@@ -56,7 +50,7 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
                         split_rows: list[dict[str, str]], pairs_file: Path, batch_size: int,
                         device: torch.device, seed: int) -> dict:
     """LFW pairs.txt (10-fold accuracy, AUC, EER) and the pipeline's own test split (AUC, EER)."""
-    available = {image_key(r["image"]): aligned_dir / r["image"] for r in index_rows}
+    available = {image_key(r["image"]): r["image"] for r in index_rows}
     lfw = read_lfw_pairs(pairs_file)
     usable = [p for p in lfw if p.a in available and p.b in available]
     test_by_identity: dict[str, list[str]] = defaultdict(list)
@@ -65,7 +59,8 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
             test_by_identity[r["identity"]].append(image_key(r["image"]))
     test = split_pairs(test_by_identity, seed) if len(test_by_identity) >= 2 else []
     needed = {k for p in usable + test for k in (p.a, p.b)}
-    emb, seconds_per_image = embed_images(recognizer, {k: available[k] for k in needed}, batch_size, device)
+    emb, seconds_per_image = embed_images(recognizer, aligned_dir, {k: available[k] for k in needed}, batch_size,
+                                          device)
 
     lfw_scores = score_pairs(recognizer, usable, emb)
     result = {"lfw_pairs": verification_metrics(np.array([p.same for p in usable]), lfw_scores,
@@ -75,29 +70,3 @@ def evaluate_recognizer(recognizer: Recognizer, aligned_dir: Path, index_rows: l
     result["lfw_pairs"]["pairs_missing"] = len(lfw) - len(usable)
     return result
 
-
-THRESHOLD_KEYS = ("eer_threshold", "eer", "pairs", "genuine")
-
-
-def write_thresholds(directory: Path, results: dict[str, dict]) -> None:
-    """One file per recognizer with its test-split EER threshold τ and what it rests on.
-
-    Stages after the baseline depend on their recognizer's file alone, not on metrics/baseline.json:
-    that one also holds run timings, and a stopwatch must not make DVC retrain a GAN."""
-    with atomic_dir(directory) as tmp:
-        for name, result in results.items():
-            test = result["test_split"]
-            write_json(tmp / f"{name}.json", {"recognizer": name, **{k: test[k] for k in THRESHOLD_KEYS if k in test}})
-
-
-def eer_threshold(directory: Path, recognizer: str) -> float:
-    """The recognizer's EER threshold on the test split, as the baseline stage recorded it (τ)."""
-    path = Path(directory) / f"{recognizer}.json"
-    if not path.is_file():
-        raise InputError(f"{path} is missing: list '{recognizer}' in baseline.recognizers and run the baseline "
-                         "stage (dvc repro baseline)")
-    test = json.loads(path.read_text())
-    if "eer_threshold" not in test:
-        raise InputError(f"{path}: the test split gave no EER threshold for '{recognizer}' "
-                         f"({test['pairs']} pairs, {test['genuine']} genuine): it needs genuine and impostor pairs")
-    return float(test["eer_threshold"])

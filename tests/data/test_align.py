@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from ivfg.config import AlignConfig
-from ivfg.data.align import INDEX_COLUMNS, align_directory, load_rgb, pick_central, read_index
+from ivfg.data.align import INDEX_COLUMNS, align_directory, load_rgb, pick_central
+from ivfg.data.files import read_index
 from ivfg.data.faceframe import template, warp_to_frame
 from ivfg.errors import InputError
 from tests.helpers import LfwSubset

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from ivfg.config import DownloadConfig
-from ivfg.data.download import DownloadError, fetch, prepare_lfw
+from ivfg.data.download import prepare_lfw
+from ivfg.fetch import DownloadError, fetch
 from tests.helpers import LfwSubset, build_tgz, sha256_path
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # several of fetch's 1 MiB reads
@@ -184,7 +185,7 @@ def test_http_error_is_a_download_error(server, tmp_path: Path):
 def test_connection_refused_is_a_download_error(tmp_path: Path):
     url = f"http://127.0.0.1:{free_port()}/lfw.tgz"
     with pytest.raises(DownloadError, match="cannot connect.*local archive"):
-        fetch(url, tmp_path / "lfw.tgz", PAYLOAD_SHA, timeout=5)
+        fetch(url, tmp_path / "lfw.tgz", PAYLOAD_SHA, timeout=5, offline_hint="use a local archive")
     assert not (tmp_path / "lfw.tgz").exists()
 
 
