@@ -16,7 +16,8 @@ import torch
 from ivfg.data.files import load_faces, read_index
 from ivfg.device import resolve_device
 from ivfg.models.recognizers import FaceNet
-from ivfg.models.registry import RECOGNIZERS, build_inception, build_recognizer
+from ivfg.models.catalog import RECOGNIZERS
+from ivfg.models.registry import build_inception, build_recognizer
 from ivfg.models.weights import WeightsNotFound
 
 

@@ -11,6 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from ivfg.errors import IvfgError
+from ivfg.models.catalog import RECOGNIZERS, WEIGHT_NAMES
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+|mps)$"
 NUMBERS = (int, float, int | None, float | None)
@@ -135,8 +136,9 @@ class TripletsConfig(Section):
     per_image: int = Field(1, ge=1, le=100)
 
 
-RecognizerName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet"]
-WeightName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "dlib-landmarks5", "fid-inception"]
+# The names ivfg/models/catalog.py lists (pydantic names them in its error message).
+RecognizerName = Literal[tuple(RECOGNIZERS)]
+WeightName = Literal[WEIGHT_NAMES]
 
 
 class ModelsConfig(Section):
