@@ -5,8 +5,11 @@ from collections import Counter
 
 import numpy as np
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from ivfg.config import SplitConfig
-from ivfg.data.files import SPLITS
+from ivfg.data.files import SPLITS, read_index, write_csv
 
 
 
@@ -46,3 +49,16 @@ def split_index(rows: list[dict[str, str]], cfg: SplitConfig) -> tuple[list[dict
             "identities_with_2plus": sum(counts[i] >= 2 for i in ids),
         }
     return out, figures
+
+
+@dataclass(frozen=True)
+class SplitPaths:
+    index: Path = Path("data/aligned/index.csv")
+    out: Path = Path("data/split.csv")
+
+
+def write_split(cfg: SplitConfig, paths: SplitPaths) -> dict:
+    """The split stage: the aligned index in, `data/split.csv` out; returns the figures."""
+    rows, figures = split_index(read_index(paths.index), cfg)
+    write_csv(paths.out, ["image", "identity", "split"], rows)
+    return figures
