@@ -26,16 +26,20 @@ def lfw_face(lfw_subset, person: str, index: int = 0) -> Image.Image:
 
 
 def make_clip(path: Path, lfw_subset, frames: int = FRAMES, audio: bool = True, faces: bool = True,
-              hide: range = HIDDEN) -> list[np.ndarray]:
-    """Two people (LFW photos) drifting and growing over a grey background; returns the frames as drawn."""
+              hide: range = HIDDEN, rotation: int = 0) -> list[np.ndarray]:
+    """Two people (LFW photos) drifting and growing over a grey background; returns the frames as drawn.
+    `rotation`: stored turned by that much clockwise, with the display rotation that shows it upright
+    (as phones record)."""
     import av
 
     a, b = lfw_face(lfw_subset, lfw_subset.multi[0]), lfw_face(lfw_subset, lfw_subset.multi[1])
     drawn = []
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
-        video.options = {"crf": "18", "preset": "veryfast"}
+        video.width, video.height = SIZE[::-1] if rotation % 180 else SIZE
+        video.pix_fmt, video.options = "yuv420p", {"crf": "18", "preset": "veryfast"}
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = None
         if audio:
             sound = out.add_stream("aac", rate=16000)
@@ -50,7 +54,7 @@ def make_clip(path: Path, lfw_subset, frames: int = FRAMES, audio: bool = True, 
                 if t in hide:
                     canvas.paste((90, 60, 40), (10 + 2 * t, 30, 10 + 2 * t + side, 30 + int(side * 1.13)))
             drawn.append(np.asarray(canvas))
-            for packet in video.encode(av.VideoFrame.from_image(canvas)):
+            for packet in video.encode(av.VideoFrame.from_image(canvas.rotate(-rotation, expand=True))):
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
@@ -153,6 +157,17 @@ def test_a_video_without_faces_is_copied_with_a_warning(lfw_subset, tiny_model, 
     assert "no face found in any frame" in capsys.readouterr().err
     frames = decoded(out)
     assert len(frames) == 8 and all(np.abs(f.astype(int) - d).mean() < 3 for f, d in zip(frames, drawn))
+
+
+def test_a_rotated_video_keeps_its_rotation_and_its_upright_faces_are_found(lfw_subset, tiny_model, secret,
+                                                                           tmp_path, capsys):
+    phone = tmp_path / "phone.mp4"
+    make_clip(phone, lfw_subset, frames=6, audio=False, rotation=90)
+    out = tmp_path / "out.mp4"
+    assert anonymize("--passphrase-file", secret, "--model", tiny_model, phone, "-o", out) == 0
+    assert "2 track(s)" in capsys.readouterr().out  # found only if the frames are turned upright first
+    before, after = probe(phone), probe(out)
+    assert (after.rotation, after.width, after.height) == (before.rotation, before.width, before.height) == (90, 240, 320)
 
 
 def bad_inputs(tmp_path: Path, clip: Path, lfw_subset) -> dict[str, tuple[Path, str, str]]:
