@@ -155,6 +155,11 @@ RUN_ONLY = ("seconds", "images_per_second", "device")
 def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
     """Align every image under images_root/IDENTITY/ into out_dir/images/IDENTITY/, with an index
     (index.csv), a failure list (failures.csv) and a report (report.json). Returns the figures."""
+    source, target = Path(images_root).resolve(), Path(out_dir).resolve()
+    if target == source or source in target.parents or target in source.parents:
+        # The aligned folder replaces `out_dir` whole: the photos would be lost, or aligned again.
+        raise InputError(f"the output folder {out_dir} and the image folder {images_root} overlap; "
+                         "give an output folder outside the images")
     paths = list_images(images_root)
     if not paths:
         raise InputError(f"no images under {images_root}: run the download stage first")

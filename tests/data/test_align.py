@@ -360,3 +360,15 @@ def test_a_name_that_is_not_utf8_is_listed_as_a_failure_and_the_rest_aligned(lfw
     assert failure["source"] == "Jos\\xe9_Latin1/Jos_0001.jpg" and failure["identity"] == "Jos\\xe9_Latin1"
     assert "not valid UTF-8" in failure["reason"]
     assert [r["identity"] for r in read_csv(tmp_path / "out" / "index.csv")] == [person]
+
+
+def test_an_output_folder_overlapping_the_images_is_refused_and_nothing_is_touched(lfw_subset: LfwSubset,
+                                                                                    tmp_path: Path):
+    root = tmp_path / "images"
+    person = lfw_subset.multi[0]
+    (root / person).mkdir(parents=True)
+    (root / person / f"{person}_0001.jpg").write_bytes(lfw_subset.image_bytes(person))
+    for out in (root, root / "aligned", tmp_path):
+        with pytest.raises(InputError, match="overlap; give an output folder outside the images"):
+            align_directory(root, out, AlignConfig(device="cpu", workers=0))
+    assert [p.name for p in root.rglob("*")] == [person, f"{person}_0001.jpg"]
