@@ -147,7 +147,7 @@ def test_a_folder_in_gives_a_folder_out_and_a_summary(model, photos, tmp_path, c
         (folder / photos[name].name).write_bytes(photos[name].read_bytes())
     assert cli("anonymize", "--key", key, "--model", model, folder, "-o", tmp_path / "out") == 0
     captured = capsys.readouterr()
-    assert "3 photo(s): 1 face(s) replaced, 1 without a face, 1 unreadable" in captured.out
+    assert "3 photo(s), 0 video(s): 1 face(s) replaced, 1 without a face, 1 unreadable" in captured.out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a1.jpg"]
 
 
