@@ -20,6 +20,7 @@ H.264 at `crf` quality. Everything is written to a temporary file that replaces 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -32,7 +33,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from ivfg.anonymize import FRAME, Anonymizer, Face, to_uint8_hwc
+from ivfg.anonymize import FRAME, Anonymizer, Face
 from ivfg.data.faceframe import warp_to_frame
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_path
@@ -219,7 +220,7 @@ def anonymize_video(tool: Anonymizer, key: torch.Tensor, source: Path, target: P
     info = probe(source)
     summary = VideoSummary()
     tracker = FaceTracker(float(info.fps), settings)
-    start = _clock()
+    start = time.perf_counter()
     with atomic_path(target) as tmp:
         try:
             with av.open(str(source)) as inp, av.open(str(tmp), "w", format=CONTAINERS[target.suffix.lower()]) as out:
@@ -244,16 +245,10 @@ def anonymize_video(tool: Anonymizer, key: torch.Tensor, source: Path, target: P
         if summary.frames == 0:
             raise InputError(f"{source} holds no frames; nothing written")
     summary.tracks = tracker.started
-    summary.fps = summary.frames / max(_clock() - start, 1e-9)
+    summary.fps = summary.frames / max(time.perf_counter() - start, 1e-9)
     if summary.faces == 0:
         log.warning("%s: no face found in any frame; the video was copied frame for frame (re-encoded)", source)
     return summary
-
-
-def _clock() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 def _video_stream(out, video_in, info: VideoInfo, settings: VideoSettings):
