@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ivfg.data.align import read_index
+from ivfg.data.files import load_faces, read_index
 from ivfg.device import resolve_device
-from ivfg.evaluation.baseline import load_batch
 from ivfg.models.recognizers import FaceNet
-from ivfg.models.registry import RECOGNIZERS, build_inception, build_recognizer
+from ivfg.models.catalog import RECOGNIZERS
+from ivfg.models.registry import build_inception, build_recognizer
 from ivfg.models.weights import WeightsNotFound
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     rows = read_index(args.aligned / "index.csv")[: args.batch]
-    batch = load_batch([args.aligned / r["image"] for r in rows]).to(device)
+    batch = (load_faces(args.aligned, [r["image"] for r in rows]).float() / 255).to(device)
     print(f"batch {len(batch)} real aligned faces, device {device}, torch threads {torch.get_num_threads()}")
     for name in RECOGNIZERS:
         note = ""

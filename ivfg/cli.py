@@ -2,6 +2,7 @@
 
     ivfg keygen -o my.key [--bits N]
     ivfg anonymize --key my.key photo.jpg -o virtual.jpg      (or a folder in, a folder out)
+    ivfg anonymize --key my.key clip.mp4 -o virtual.mp4       (a video: one stable virtual face per person)
     ivfg compare --key my.key a.jpg b.jpg
 
 A passphrase can replace the key file anywhere (--passphrase prompts for it, --passphrase-file reads
@@ -21,6 +22,7 @@ from ivfg.errors import IvfgError
 EXIT_USER_ERROR = 2
 MIN_PHOTO_SIDE = 20     # MTCNN's smallest face (its min_face_size): a smaller photo cannot hold one
 MAX_PHOTO_SIDE = 4096   # larger photos are shrunk while decoding, as the align stage does
+MIN_PASSPHRASE = 16     # characters; shorter ones get a warning
 # The model the project ships (package data): the export of the committed pipeline run, so that the
 # command works right after install. --model names your own (e.g. models/ivfg.pt after `make pipeline`).
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "ivfg.pt"
@@ -54,12 +56,18 @@ def read_key(args: argparse.Namespace, bits: int):
             text = args.passphrase_file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise UserError(f"passphrase file {args.passphrase_file} cannot be read ({type(exc).__name__})") from None
-        return key_from_passphrase(text, bits)
-    try:
-        return key_from_passphrase(getpass.getpass("passphrase: "), bits)
-    except EOFError:
-        raise UserError("--passphrase: no passphrase was entered (standard input ended); type it at the "
-                        "prompt, or give --passphrase-file") from None
+    else:
+        try:
+            text = getpass.getpass("passphrase: ")
+        except EOFError:
+            raise UserError("--passphrase: no passphrase was entered (standard input ended); type it at the "
+                            "prompt, or give --passphrase-file") from None
+    key = key_from_passphrase(text, bits)
+    if len(text.strip()) < MIN_PASSPHRASE:
+        # One public salt for everyone: a short passphrase is found by trying the common ones once for all.
+        print(f"ivfg: warning: a passphrase of {len(text.strip())} characters is easy to guess; use "
+              f"{MIN_PASSPHRASE} or more (several random words), or a key file from `ivfg keygen`", file=sys.stderr)
+    return key
 
 
 def warn_if_shared(path: Path) -> None:
@@ -99,9 +107,16 @@ def keygen(args: argparse.Namespace) -> int:
 @dataclass
 class Summary:
     photos: int = 0
+    videos: int = 0
     faces: int = 0
     without_face: int = 0
     unreadable: int = 0
+
+
+def is_video(path: Path) -> bool:
+    from ivfg.video import VIDEO_SUFFIXES
+
+    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def load_tools(args: argparse.Namespace):
@@ -153,6 +168,20 @@ def save_photo(image, path: Path) -> None:
         image.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
 
 
+def anonymize_video_file(tool, key, source: Path, target: Path, args: argparse.Namespace, summary: Summary) -> None:
+    from ivfg.video import VideoSettings, anonymize_video
+
+    if args.faces_only or args.aligned:
+        raise UserError(f"{source}: --faces-only and --aligned are for photos, not videos")
+    done = anonymize_video(tool, key, source, target, VideoSettings(crf=args.crf))
+    summary.videos += 1
+    summary.faces += done.faces
+    if done.faces == 0:
+        print(f"ivfg: warning: {source}: no face found in any frame; copied frame for frame", file=sys.stderr)
+    print(f"{source} -> {target}: {done.frames} frames at {done.fps:.1f} frames/s, {done.faces} face(s) replaced "
+          f"({done.filled} filled where the detector missed), {done.tracks} track(s)")
+
+
 def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, aligned: bool, summary: Summary) -> None:
     photo = open_photo(source)
     summary.photos += 1
@@ -184,36 +213,50 @@ def anonymize_one(tool, key, source: Path, target: Path, faces_only: bool, align
 def anonymize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ivfg.data.align import IMAGE_SUFFIXES
+    from ivfg.data.files import IMAGE_SUFFIXES
+    from ivfg.video import CONTAINERS, VIDEO_SUFFIXES
 
     if not args.input.exists():
         raise UserError(f"{args.input} does not exist")
     if args.output.resolve() == args.input.resolve():
         raise UserError(f"-o {args.output} is the input itself; the originals are never overwritten: "
                         "give another output path")
+    if is_video(args.input) and not args.input.is_dir() and args.output.suffix.lower() not in CONTAINERS:
+        raise UserError(f"{args.output}: unsupported output type for a video; use {', '.join(CONTAINERS)}")
     tool, key, _ = load_tools(args)
     summary = Summary()
     if not args.input.is_dir():
+        if is_video(args.input):
+            anonymize_video_file(tool, key, args.input, args.output, args, summary)
+            return 0
         anonymize_one(tool, key, args.input, args.output, args.faces_only, args.aligned, summary)
         print(f"{args.input} -> {args.output}: {summary.faces} face(s) replaced")
         return 0
     if args.output.exists() and not args.output.is_dir():
         raise UserError(f"{args.output} is a file; a folder of photos needs a folder as -o")
-    photos = sorted(p for p in args.input.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not photos:
-        raise UserError(f"{args.input} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    media = sorted(p for p in args.input.rglob("*")
+                   if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or is_video(p)))
+    if not media:
+        raise UserError(f"{args.input} holds no photos or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+    photos = [p for p in media if not is_video(p)]
     skipped = []
-    for photo in tqdm(photos, desc="anonymize", unit="photo"):
-        target = args.output / photo.relative_to(args.input)
+    for item in tqdm(media, desc="anonymize", unit="file"):
+        target = args.output / item.relative_to(args.input)
         try:
-            anonymize_one(tool, key, photo, target, args.faces_only, args.aligned, summary)
+            if is_video(item):
+                # A video keeps its name; one whose container cannot hold H.264 and the audio becomes .mkv.
+                if target.suffix.lower() not in CONTAINERS:
+                    target = target.with_suffix(".mkv")
+                anonymize_video_file(tool, key, item, target, args, summary)
+                continue
+            anonymize_one(tool, key, item, target, args.faces_only, args.aligned, summary)
         except UserError as exc:  # a photo without a face is already counted by anonymize_one
             summary.unreadable += not isinstance(exc, NoFace)
             skipped.append(str(exc))
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
-    print(f"{len(photos)} photo(s): {summary.faces} face(s) replaced, {summary.without_face} without a face, "
-          f"{summary.unreadable} unreadable (not written) -> {args.output}")
+    print(f"{len(photos)} photo(s), {summary.videos} video(s): {summary.faces} face(s) replaced, "
+          f"{summary.without_face} without a face, {summary.unreadable} unreadable (not written) -> {args.output}")
     return 0
 
 
@@ -273,6 +316,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                    help="model file (default: the shipped model; yours: models/ivfg.pt after make pipeline)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--crf", type=int, default=20, choices=range(0, 52), metavar="0-51",
+                   help="video quality (H.264 CRF; lower is better and larger, default 20)")
     p.set_defaults(run=anonymize)
 
     p = sub.add_parser("compare", help="are two photos the same person in the virtual space of a key?")

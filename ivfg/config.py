@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from ivfg.errors import IvfgError
+from ivfg.models.catalog import RECOGNIZERS, WEIGHT_NAMES
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+|mps)$"
+NUMBERS = (int, float, int | None, float | None)
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,6 +44,14 @@ class Section(BaseModel):
     # each stage's params in dvc.yaml to exactly the other keys.
     untracked: ClassVar[frozenset[str]] = frozenset()
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's true/false would pass as 1/0 for a number: a number key given one is a mistake."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in NUMBERS:
+            raise ValueError(f"is {str(value).lower()}, but this key takes a number")
+        return value
+
 
 # The two well-known LFW archives: the original (the paper's; the figshare mirror below) and the
 # deep-funneled one from the LFW site.
@@ -63,6 +74,14 @@ class DownloadConfig(Section):
     # never comes from beside the file it checks. Add another archive's digest only on purpose.
     pinned_archives: dict[str, str] = Field(default_factory=lambda: dict(PINNED_LFW_ARCHIVES), min_length=1)
     cache_dir: str = "data/cache/downloads"
+
+    @field_validator("local_archive")
+    @classmethod
+    def _archive_named(cls, value: str | None) -> str | None:
+        # An empty string is not "no archive": null is, and it downloads; say which one was meant.
+        if value is not None and not value.strip():
+            raise ValueError("is empty: give the path of a local LFW .tgz, or null to download LFW")
+        return value
 
     @field_validator("pinned_archives")
     @classmethod
@@ -117,8 +136,9 @@ class TripletsConfig(Section):
     per_image: int = Field(1, ge=1, le=100)
 
 
-RecognizerName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet"]
-WeightName = Literal["sface", "facenet-vggface2", "facenet-casia", "dlib-resnet", "dlib-landmarks5", "fid-inception"]
+# The names ivfg/models/catalog.py lists (pydantic names them in its error message).
+RecognizerName = Literal[tuple(RECOGNIZERS)]
+WeightName = Literal[WEIGHT_NAMES]
 
 
 class ModelsConfig(Section):
@@ -260,7 +280,7 @@ class CelebaConfig(Section):
 
 
 class EvaluateConfig(Section):
-    """The paper's tables and figures on the test split (DESIGN.md, "Evaluation definitions")."""
+    """The paper's tables and figures on the test split (docs/design.md, "Metric definitions")."""
     untracked = frozenset({"device"})
     recognizer: RecognizerName = "dlib-resnet"   # the evaluation recognizer; τ comes from the baseline stage
     # Evaluating with the recognizer P was trained against only shows what training optimised: refused

@@ -2,7 +2,7 @@
 
 One piece that training, evaluation and the user CLI share: it holds E, P and G (loaded once, frozen
 but for P while training), runs batched on any device, and reads and writes the projector's model file.
-Images are float RGB in [0, 1] in the canonical face frame (DESIGN.md), any size for the input; the
+Images are float RGB in [0, 1] in the canonical face frame (docs/design.md), any size for the input; the
 output is at the generator's resolution (consumers resize to what they read).
 """
 from __future__ import annotations

@@ -24,12 +24,11 @@ import yaml
 from PIL import Image
 
 from ivfg.config import TrainConfig, load_params
-from ivfg.data.split import read_split
+from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets
 from ivfg.device import resolve_device
-from ivfg.evaluation.baseline import eer_threshold
 from ivfg.gan.export import generator_from_state
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
+from ivfg.projector.data import frozen_embeddings, index_triplets
 from ivfg.projector.pipeline import TrainPaths, untrained_virtual_faces
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, choose_validation_faces
@@ -54,7 +53,7 @@ def bundle(args) -> None:
                 "triplets": table, "val_faces": encoded, "val_identities": [r["identity"] for r in val_rows],
                 "val_embeddings": frozen_embeddings(encoder, paths.aligned, val_images, 32, torch.device("cpu"),
                                                     cache),
-                "threshold": eer_threshold(paths.baseline, models.eval_recognizer),
+                "threshold": eer_threshold(paths.thresholds, models.eval_recognizer),
                 "generator": torch.load(paths.generator, map_location="cpu", weights_only=True)}, args.out)
     print(f"{args.out}: {len(images)} training faces, {len(table)} triplets, {len(val_rows)} validation faces")
 

@@ -1,30 +1,21 @@
 """DVC stage `split`: identity-disjoint train/val/test assignment of the aligned images."""
 import argparse
-import csv
-from pathlib import Path
 
-from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.align import read_index
-from ivfg.data.split import split_index
-from ivfg.fileio import atomic_path
+from ivfg.data.split import SplitPaths, write_split
+from ivfg.stage import add_path_arguments, paths_from, run_main
 from ivfg.tracking import stage_run, write_metrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--index", default="data/aligned/index.csv")
-    parser.add_argument("--out", default="data/split.csv")
+    add_path_arguments(parser, SplitPaths)
     parser.add_argument("--metrics", default="metrics/split.json")
     args = parser.parse_args()
     cfg = load_params(args.params).split
     with stage_run("split", params={"split": cfg.model_dump(mode="json")}) as run:
-        rows, figures = split_index(read_index(Path(args.index)), cfg)
-        with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, ["image", "identity", "split"])
-            writer.writeheader()
-            writer.writerows(rows)
+        figures = write_split(cfg, paths_from(args, SplitPaths))
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)
 

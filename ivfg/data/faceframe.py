@@ -1,4 +1,4 @@
-"""The canonical 128x128 face frame: ArcFace's 5-point template scaled by size/112 (DESIGN.md), and
+"""The canonical 128x128 face frame: ArcFace's 5-point template scaled by size/112 (docs/design.md), and
 faces of any size shown in it."""
 from __future__ import annotations
 

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from ivfg.config import SplitConfig
+from dataclasses import dataclass
+from pathlib import Path
 
-SPLITS = ("train", "val", "test")
+from ivfg.config import SplitConfig
+from ivfg.data.files import SPLITS, read_index, write_csv
+
 
 
 def split_identities(image_counts: dict[str, int], cfg: SplitConfig) -> dict[str, str]:
@@ -49,9 +51,14 @@ def split_index(rows: list[dict[str, str]], cfg: SplitConfig) -> tuple[list[dict
     return out, figures
 
 
-def read_split(path: Path) -> dict[str, list[dict[str, str]]]:
-    import csv
+@dataclass(frozen=True)
+class SplitPaths:
+    index: Path = Path("data/aligned/index.csv")
+    out: Path = Path("data/split.csv")
 
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {name: [r for r in rows if r["split"] == name] for name in SPLITS}
+
+def write_split(cfg: SplitConfig, paths: SplitPaths) -> dict:
+    """The split stage: the aligned index in, `data/split.csv` out; returns the figures."""
+    rows, figures = split_index(read_index(paths.index), cfg)
+    write_csv(paths.out, ["image", "identity", "split"], rows)
+    return figures

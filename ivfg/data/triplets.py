@@ -5,8 +5,13 @@ from collections import defaultdict
 
 import numpy as np
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from ivfg.config import TripletsConfig
+from ivfg.data.files import SPLITS, TRIPLET_COLUMNS, read_split, write_csv
 from ivfg.errors import InputError
+from ivfg.fileio import atomic_dir
 
 
 def make_triplets(rows: list[dict[str, str]], cfg: TripletsConfig, salt: int = 0) -> list[tuple[str, str, str]]:
@@ -39,3 +44,22 @@ def make_triplets(rows: list[dict[str, str]], cfg: TripletsConfig, salt: int = 0
                         break
                 triplets.append((x1, x2, images[j]))
     return triplets
+
+
+@dataclass(frozen=True)
+class TripletsPaths:
+    split: Path = Path("data/split.csv")
+    out: Path = Path("data/triplets")
+
+
+def write_triplets(cfg: TripletsConfig, paths: TripletsPaths) -> dict:
+    """The triplets stage: `data/split.csv` in, one `<split>.csv` of (x1, x2, y) per split out; returns
+    the figures. Each split draws from its own stream (salt), so adding a split changes no other."""
+    splits = read_split(paths.split)
+    figures = {}
+    with atomic_dir(paths.out) as tmp:
+        for salt, name in enumerate(SPLITS):
+            triplets = make_triplets(splits[name], cfg, salt=salt)
+            write_csv(tmp / f"{name}.csv", TRIPLET_COLUMNS, triplets)
+            figures[name] = {"triplets": len(triplets), "identities": len({Path(t[0]).parent.name for t in triplets})}
+    return figures

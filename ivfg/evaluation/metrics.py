@@ -1,4 +1,4 @@
-"""The paper's evaluation (DESIGN.md, "Evaluation definitions") as named metrics and one runner.
+"""The paper's evaluation (docs/design.md, "Metric definitions") as named metrics and one runner.
 
 Each metric is one function of the face sets and a repeat; the runner calls it once per repeat (an
 independent draw of keys) and reports mean and standard deviation, or once for metrics that no key

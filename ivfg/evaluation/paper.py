@@ -1,4 +1,4 @@
-"""The paper's published figures (DESIGN.md, "Evaluation definitions"; LFW test set with a SphereFace
+"""The paper's published figures (docs/design.md, "Metric definitions"; LFW test set with a SphereFace
 evaluator, CelebA with ArcFace) and the table that sets a run's figures beside them."""
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 (`evaluate_celeba`: Table 2), its figures, and a table beside the paper's."""
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from collections import Counter
@@ -15,12 +14,11 @@ import torch
 from PIL import Image
 
 from ivfg.config import AlignConfig, ConfigError, EvaluateConfig, Params
-from ivfg.data.align import FaceAligner, read_index
-from ivfg.data.split import read_split
+from ivfg.data.align import FaceAligner
+from ivfg.data.files import eer_threshold, load_faces, read_index, read_split, write_csv
 from ivfg.device import autocast_for, resolve_device, uses_bf16
 from ivfg.errors import InputError
 from ivfg.evaluation import figures as fig
-from ivfg.evaluation.baseline import eer_threshold
 from ivfg.evaluation.facesets import FaceSets
 from ivfg.evaluation.metrics import METRICS, AttackSettings, run_metrics
 from ivfg.evaluation.obfuscation import GaussianBlur, Pixelization
@@ -28,7 +26,6 @@ from ivfg.evaluation.paper import CELEBA_ROWS, LFW_ROWS, comparison_table
 from ivfg.evaluation.verification import pair_metrics
 from ivfg.fileio import atomic_path, write_text
 from ivfg.models.registry import build_inception, build_recognizer
-from ivfg.projector.data import load_faces
 from ivfg.tracking import StageRun
 from ivfg.virtual import VirtualFaces, load_model
 
@@ -109,11 +106,7 @@ def write_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], directory: Path)
     written = []
     for name, (fpr, tpr) in curves.items():
         path = directory / "roc" / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["fpr", "tpr"])
-            writer.writerows([f"{f:.6g}", f"{t:.6g}"] for f, t in zip(fpr, tpr))
+        write_csv(path, ["fpr", "tpr"], ([f"{f:.6g}", f"{t:.6g}"] for f, t in zip(fpr, tpr)))
         written.append(path)
     return written
 

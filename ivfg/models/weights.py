@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivfg.data.download import DownloadError, fetch
+from ivfg.fetch import DownloadError, fetch
 from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file
 
@@ -91,7 +91,7 @@ def resolve(spec: WeightFile, explicit: str | Path | None = None, download: bool
 
     if spec.url and download:
         try:
-            return fetch(spec.url, cached, spec.sha256)
+            return fetch(spec.url, cached, spec.sha256, offline_hint="give the file's path (models.weights in params.yaml)")
         except DownloadError as exc:
             tried.append(f"download: {exc}")
     elif spec.url:

@@ -2,16 +2,12 @@
 (computed once, cached in the run directory by the faces' content, so a resumed run skips them)."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from ivfg.errors import InputError
 from ivfg.evaluation.baseline import embed_images
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.models.recognizers import Recognizer
@@ -19,37 +15,11 @@ from ivfg.models.recognizers import Recognizer
 log = logging.getLogger(__name__)
 
 
-def read_triplets(path: Path) -> list[tuple[str, str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} is missing: run the triplets stage first (dvc repro triplets)")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames != ["x1", "x2", "y"]:
-            raise InputError(f"{path}: expected the columns x1,x2,y, got {reader.fieldnames}")
-        rows = [(r["x1"], r["x2"], r["y"]) for r in reader]
-    if not rows:
-        raise InputError(f"{path} holds no triplets: the split has no identity with two or more images")
-    return rows
-
-
 def index_triplets(triplets: list[tuple[str, str, str]]) -> tuple[list[str], torch.Tensor]:
     """The distinct images (sorted) and a (T, 3) table of indices into them."""
     images = sorted({image for t in triplets for image in t})
     position = {image: i for i, image in enumerate(images)}
     return images, torch.tensor([[position[i] for i in t] for t in triplets], dtype=torch.long)
-
-
-def load_faces(aligned_dir: Path, images: list[str]) -> torch.Tensor:
-    """uint8 (N, 3, H, W) canonical faces."""
-    arrays = []
-    for image in images:
-        path = Path(aligned_dir) / image
-        if not path.is_file():
-            raise InputError(f"{path} is listed but missing: rerun the align stage (dvc repro align)")
-        with Image.open(path) as img:
-            arrays.append(np.asarray(img.convert("RGB")))
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def content_key(name: str, aligned_dir: Path, images: list[str]) -> str:
@@ -70,7 +40,7 @@ def frozen_embeddings(recognizer: Recognizer, aligned_dir: Path, images: list[st
         if cache.is_file():
             log.info("embeddings of %d faces by %s from %s", len(images), recognizer.name, cache)
             return torch.load(cache, weights_only=True)
-    by_key, _ = embed_images(recognizer, {image: Path(aligned_dir) / image for image in images}, batch, device)
+    by_key, _ = embed_images(recognizer, aligned_dir, {image: image for image in images}, batch, device)
     out = torch.stack([by_key[image] for image in images]).float()
     if cache is not None:
         write_torch(cache, out)

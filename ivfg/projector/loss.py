@@ -1,4 +1,4 @@
-"""The IVFG objective (paper §4.2, DESIGN.md): four cosine-embedding terms on the training recognizer's
+"""The IVFG objective (paper §4.2, docs/design.md): four cosine-embedding terms on the training recognizer's
 features and the realism prior on w. One object owns how the weighted terms combine.
 
     L_emb(f1, f2, +1) = 1 - cos(f1, f2)            L_emb(f1, f2, -1) = max(0, cos(f1, f2) - m)

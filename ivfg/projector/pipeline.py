@@ -2,7 +2,6 @@
 the training triplets with an end-of-epoch validation check, and write P with w-bar as one model."""
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +11,13 @@ import torch
 from PIL import Image
 
 from ivfg.config import ConfigError, Params, TrainConfig
-from ivfg.data.split import read_split
+from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets, write_csv
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
-from ivfg.evaluation.baseline import eer_threshold
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, index_triplets, load_faces, read_triplets
+from ivfg.projector.data import frozen_embeddings, index_triplets
 from ivfg.projector.network import Projector
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, calibrate_virtual_threshold, choose_validation_faces
@@ -66,14 +64,6 @@ def check_recognizers(params: Params) -> None:
     if models.train_recognizer == models.eval_recognizer:
         raise ConfigError(f"models.train_recognizer and models.eval_recognizer are both '{models.eval_recognizer}': "
                           "the evaluation recognizer must never see training; choose another for one of them")
-
-
-def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after_steps: int | None = None) -> dict:
@@ -150,9 +140,9 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
     (paths.run_dir / "mlflow_run_id").unlink(missing_ok=True)
-    write_rows(paths.plots, trainer.curve, CURVE_COLUMNS)
+    write_csv(paths.plots, CURVE_COLUMNS, trainer.curve)
     val_columns = list(trainer.validation[-1]) if trainer.validation else ["epoch"]
-    write_rows(paths.val_plots, trainer.validation, val_columns)
+    write_csv(paths.val_plots, val_columns, trainer.validation)
     final_terms = trainer.curve[-1] if trainer.curve else {}
     # Timings belong to the run (MLflow, the log), not to the metrics file or checkpoint a rerun must reproduce.
     timings = {"train_seconds": trainer.session_seconds,

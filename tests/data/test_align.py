@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from PIL import Image
 
 from ivfg.config import AlignConfig
-from ivfg.data.align import INDEX_COLUMNS, align_directory, load_rgb, pick_central, read_index
+from ivfg.data.align import INDEX_COLUMNS, align_directory, load_rgb, pick_central
+from ivfg.data.files import read_index
 from ivfg.data.faceframe import template, warp_to_frame
 from ivfg.errors import InputError
 from tests.helpers import LfwSubset
@@ -331,3 +333,42 @@ def test_load_rgb_refuses_truncated_and_non_images(tmp_path: Path, lfw_subset: L
         load_rgb(tmp_path / "cut.jpg")
     with pytest.raises(OSError):
         load_rgb(tmp_path / "text.jpg")
+
+
+def test_a_16_bit_grey_png_is_scaled_to_8_bits_not_clipped(tmp_path: Path):
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # PIL writes a 16-bit grey PNG
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    img, _ = load_rgb(tmp_path / "deep.png")
+    row = np.asarray(img)[0, :, 0].astype(int)
+    assert img.mode == "RGB" and row[0] == 0 and row[-1] == 255
+    assert abs(row[32] - 130) <= 2 and (np.diff(row) >= 0).all()  # a ramp, not white from 1/257 on
+
+
+def test_a_name_that_is_not_utf8_is_listed_as_a_failure_and_the_rest_aligned(lfw_subset: LfwSubset, tmp_path: Path):
+    root = tmp_path / "images"
+    person = lfw_subset.multi[0]
+    good = root / person / f"{person}_0001.jpg"
+    good.parent.mkdir(parents=True)
+    good.write_bytes(lfw_subset.image_bytes(person))
+    odd = root / os.fsdecode(b"Jos\xe9_Latin1") / "Jos_0001.jpg"  # a Latin-1 name from an old archive
+    odd.parent.mkdir()
+    odd.write_bytes(lfw_subset.image_bytes(person, 1))
+    figures = align_directory(root, tmp_path / "out", AlignConfig(device="cpu", workers=0, batch_size=4))
+    assert figures["images"] == 2 and figures["aligned"] == 1 and figures["failed"] == 1
+    (failure,) = read_csv(tmp_path / "out" / "failures.csv")
+    assert failure["source"] == "Jos\\xe9_Latin1/Jos_0001.jpg" and failure["identity"] == "Jos\\xe9_Latin1"
+    assert "not valid UTF-8" in failure["reason"]
+    assert [r["identity"] for r in read_csv(tmp_path / "out" / "index.csv")] == [person]
+
+
+def test_an_output_folder_overlapping_the_images_is_refused_and_nothing_is_touched(lfw_subset: LfwSubset,
+                                                                                    tmp_path: Path):
+    root = tmp_path / "images"
+    person = lfw_subset.multi[0]
+    (root / person).mkdir(parents=True)
+    (root / person / f"{person}_0001.jpg").write_bytes(lfw_subset.image_bytes(person))
+    for out in (root, root / "aligned", tmp_path):
+        with pytest.raises(InputError, match="overlap; give an output folder outside the images"):
+            align_directory(root, out, AlignConfig(device="cpu", workers=0))
+    assert [p.name for p in root.rglob("*")] == [person, f"{person}_0001.jpg"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from ivfg.config import DownloadConfig
-from ivfg.data.download import DownloadError, fetch, prepare_lfw
+from ivfg.data.download import prepare_lfw
+from ivfg.fetch import DownloadError, fetch
 from tests.helpers import LfwSubset, build_tgz, sha256_path
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # several of fetch's 1 MiB reads
@@ -184,7 +185,7 @@ def test_http_error_is_a_download_error(server, tmp_path: Path):
 def test_connection_refused_is_a_download_error(tmp_path: Path):
     url = f"http://127.0.0.1:{free_port()}/lfw.tgz"
     with pytest.raises(DownloadError, match="cannot connect.*local archive"):
-        fetch(url, tmp_path / "lfw.tgz", PAYLOAD_SHA, timeout=5)
+        fetch(url, tmp_path / "lfw.tgz", PAYLOAD_SHA, timeout=5, offline_hint="use a local archive")
     assert not (tmp_path / "lfw.tgz").exists()
 
 
@@ -382,6 +383,20 @@ def test_missing_local_archive_is_refused(tmp_path: Path, no_lfw_env):
     with pytest.raises(DownloadError, match=r"does not exist.*download\.local_archive"):
         prepare_lfw(DownloadConfig(local_archive=str(tmp_path / "nope.tgz")), tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_as_local_archive_is_named_a_folder(tmp_path: Path, no_lfw_env):
+    (tmp_path / "lfw").mkdir()
+    with pytest.raises(DownloadError, match=r"lfw \(download\.local_archive\) is a folder"):
+        prepare_lfw(DownloadConfig(local_archive=str(tmp_path / "lfw")), tmp_path / "out", tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_local_archive_is_refused_rather_than_taken_for_null():
+    from ivfg.config import ConfigError, parse_params
+
+    with pytest.raises(ConfigError, match=r"download\.local_archive: .*is empty: give the path .* or null"):
+        parse_params({"download": {"local_archive": "  "}})
 
 
 def test_archive_without_images_is_refused(lfw_subset: LfwSubset, tmp_path: Path, no_lfw_env):

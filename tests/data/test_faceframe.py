@@ -24,7 +24,7 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def test_template_is_arcface_scaled():
     np.testing.assert_array_equal(template(112), ARCFACE_112)
     np.testing.assert_allclose(template(128), ARCFACE_112 * 128 / 112)
-    # The headline property (DESIGN.md): a 128 crop resized to 112 is an ArcFace-aligned crop.
+    # The headline property (docs/design.md): a 128 crop resized to 112 is an ArcFace-aligned crop.
     np.testing.assert_allclose(template(128) * 112 / 128, ARCFACE_112)
     left_eye, right_eye = template(128)[:2]
     assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 0.5

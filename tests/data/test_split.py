@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ivfg.config import SplitConfig
-from ivfg.data.split import SPLITS, read_split, split_identities, split_index
+from ivfg.data.files import SPLITS, read_split
+from ivfg.data.split import split_identities, split_index
 
 
 def counts(n_multi: int = 200, n_single: int = 300) -> dict[str, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivfg.errors import InputError
-from ivfg.evaluation.baseline import eer_threshold, write_thresholds
+from ivfg.data.files import eer_threshold, write_thresholds
 
 
 def result(threshold: float, ms: float) -> dict:

