@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from tests.helpers import REPO_ROOT, LfwSubset, shared_data_dir
 from tests.test_pipeline_dvc import dvc, make_project, mlflow_runs, read_csv, run
@@ -101,7 +102,9 @@ def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
     for key in ("train/pri", "train/con", "train/intra", "train/inter", "train/reg", "train/total",
                 "train/steps_per_second", "val/protection", "val/set_a_eer", "val/set_b_eer", "train_seconds"):
         assert key in data.metrics, key
-    assert data.params["train.weights.reg"] == "20.0" and data.params["models.train_recognizer"] == "sface"
+    params = yaml.safe_load((root / "params.yaml").read_text())["train"]
+    assert data.params["train.weights.reg"] == str(float(params["weights"]["reg"]))
+    assert data.params["train.latent_space"] == params["latent_space"] and data.params["models.train_recognizer"] == "sface"
     # Tied to the DVC experiment that ran it.
     experiment = data.tags["dvc.exp_name"]
     assert runs[0].info.run_name == f"{experiment}/train" and len(data.tags["dvc.baseline_rev"]) == 40
