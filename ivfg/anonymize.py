@@ -41,18 +41,18 @@ def to_uint8_hwc(images01: torch.Tensor) -> np.ndarray:
 
 
 def match_colour(face: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
-    """`face` with each RGB channel's mean and standard deviation over the mask's inner region set to
-    those of `original` (Reinhard-style colour transfer): the photo's skin tone and lighting, the
-    virtual face's shapes. The spread's ratio is bounded, so a flat original cannot erase the face."""
-    weight = np.asarray(mask, dtype=np.float64) / 255 > 0.5
+    """`face` in the colours of `original` (Reinhard-style transfer per RGB channel): its spread over the
+    face region scaled to the original's (the ratio bounded to 0.5-2, so a flat original cannot erase the
+    face), and its mean over the band along the mask's edge set to the original's there, so that the
+    pasted face meets the skin around it without a step. The virtual face's shapes stay its own."""
+    alpha = np.asarray(mask.resize(face.size, Image.Resampling.BILINEAR) if mask.size != face.size else mask,
+                       dtype=np.float64) / 255
+    inner, edge = alpha > 0.5, (alpha > 0.5) & (alpha < 0.97)
     src = np.asarray(face.convert("RGB"), dtype=np.float64)
     ref = np.asarray(original.convert("RGB").resize(face.size, Image.Resampling.BILINEAR), dtype=np.float64)
-    if weight.shape != src.shape[:2]:
-        weight = np.asarray(mask.resize(face.size, Image.Resampling.BILINEAR), dtype=np.float64) / 255 > 0.5
-    mean_s, std_s = src[weight].mean(0), src[weight].std(0) + 1e-6
-    mean_r, std_r = ref[weight].mean(0), ref[weight].std(0)
-    ratio = np.clip(std_r / std_s, 0.5, 2.0)
-    out = (src - mean_s) * ratio + mean_r
+    ratio = np.clip(ref[inner].std(0) / (src[inner].std(0) + 1e-6), 0.5, 2.0)
+    scaled = (src - src[inner].mean(0)) * ratio
+    out = scaled - scaled[edge].mean(0) + ref[edge].mean(0)
     return Image.fromarray(out.clip(0, 255).round().astype(np.uint8), "RGB")
 
 
