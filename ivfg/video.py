@@ -287,8 +287,7 @@ def _replace(tool: Anonymizer, key: torch.Tensor, tracker: FaceTracker, frames: 
     import av
 
     pictures = [_upright(f.to_image(), rotation) for f in frames]
-    detected = tool.mtcnn.detect(pictures, landmarks=True)
-    per_frame = [_faces(boxes, probs, points, tool.min_prob) for boxes, probs, points in zip(*detected)]
+    per_frame = tool.find_faces_in(pictures)
     aligned = [[warp_to_frame(p, f.landmarks, FRAME) for f in faces] for p, faces in zip(pictures, per_frame)]
     flat = [a for row in aligned for a in row]
     codes = tool.embed_faces(flat)
@@ -309,9 +308,3 @@ def _replace(tool: Anonymizer, key: torch.Tensor, tracker: FaceTracker, frames: 
         new.pts, new.time_base = frame.pts, frame.time_base
         yield new
 
-
-def _faces(boxes, probs, points, min_prob: float) -> list[Face]:
-    if boxes is None:
-        return []
-    return [Face(np.asarray(p, np.float64), np.asarray(b, np.float64), float(q))
-            for b, q, p in zip(boxes, probs, points) if q >= min_prob]
