@@ -19,9 +19,6 @@ from tqdm import tqdm
 from ivfg.config import AlignConfig
 from ivfg.data.faceframe import warp_to_frame
 from ivfg.data.files import IMAGE_SUFFIXES, write_csv
-# read_index lives in ivfg.data.files. ivfg/gan/data.py, part of the GAN's training-code fingerprint (a
-# checkpoint records it), still imports it from here: it moves with the GAN's next retraining.
-from ivfg.data.files import read_index  # noqa: F401
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_dir, write_json

@@ -25,7 +25,7 @@ from ivfg.errors import IvfgError
 from ivfg.fileio import atomic_path, sha256_file, write_torch
 from ivfg.gan.distributed import Ranks, average_gradients
 from ivfg.gan.export import save_generator
-from ivfg.gan.loss import d_logistic, g_logistic, gradient_penalty_r1, wgan_gp_penalty
+from ivfg.gan.loss import make_loss
 from ivfg.gan.networks import Discriminator, Generator
 from ivfg.gan.schedule import Position, Schedule
 from ivfg.interrupt import finish_step_on_ctrl_c
@@ -42,7 +42,7 @@ NOT_SHAPING = frozenset({"device", "checkpoint_kimg", "grid", "metrics_kimg", "f
 PACKAGE = Path(__file__).resolve().parents[1]
 # The code that shapes the weights (not gan/metrics.py, which only measures them, nor gan/export.py).
 TRAINING_CODE = ("gan/training.py", "gan/networks.py", "gan/loss.py", "gan/schedule.py", "gan/data.py",
-                 "gan/distributed.py", "device.py")
+                 "data/files.py", "gan/distributed.py", "device.py")
 
 
 class CheckpointMismatch(IvfgError):
@@ -130,6 +130,7 @@ class GanTrainer:
         self.checkpointed_at = -1  # images shown at the last checkpoint written or loaded
         self.interrupted = False  # set by Ctrl-C: stop after this step
         self.code = code_fingerprint()
+        self.loss = make_loss(cfg)
 
     # ----- checkpoints -------------------------------------------------------------------------------
     @property
@@ -220,11 +221,10 @@ class GanTrainer:
 
     def step(self) -> dict:
         pos = self.schedule.at(self.shown)
-        batch, cfg = pos.phase.batch // self.ranks.world, self.cfg
+        batch = pos.phase.batch // self.ranks.world
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = pos.phase.lr
-        stats = {}
 
         # Discriminator.
         self.G.requires_grad_(False)
@@ -232,21 +232,12 @@ class GanTrainer:
         reals = self._reals(batch, pos)
         with torch.no_grad(), self.autocast():
             fakes = self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha).to(reals.dtype)
-        regularize = cfg.loss == "logistic_r1" and cfg.r1_gamma > 0 and self.steps % cfg.r1_interval == 0
-        reals.requires_grad_(regularize)
+        reals.requires_grad_(self.loss.reals_need_grad(self.steps))
         with self.autocast():
             real_logits = self.D(reals, pos.level, pos.alpha).float()
             fake_logits = self.D(fakes, pos.level, pos.alpha).float()
-        if cfg.loss == "logistic_r1":
-            loss_d = d_logistic(real_logits, fake_logits)
-            if regularize:
-                r1 = gradient_penalty_r1(real_logits, reals).mean()
-                loss_d = loss_d + cfg.r1_gamma / 2 * r1 * cfg.r1_interval
-                stats["r1"] = float(r1.detach())
-        else:
-            gp = wgan_gp_penalty(lambda x: self.D(x, pos.level, pos.alpha).float(), reals, fakes, self.rng).mean()
-            loss_d = fake_logits.mean() - real_logits.mean() + cfg.gp_lambda * gp + 1e-3 * real_logits.pow(2).mean()
-            stats["gp"] = float(gp.detach())
+        loss_d, stats = self.loss.discriminator(real_logits, fake_logits, reals, fakes,
+                                                lambda x: self.D(x, pos.level, pos.alpha).float(), self.rng, self.steps)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         average_gradients(self.D.parameters(), self.ranks.world)
@@ -258,7 +249,7 @@ class GanTrainer:
         with self.autocast():
             fake_logits = self.D(self.G.synthesis(self._latents(batch, pos), pos.level, pos.alpha),
                                  pos.level, pos.alpha).float()
-        loss_g = g_logistic(fake_logits) if cfg.loss == "logistic_r1" else -fake_logits.mean()
+        loss_g = self.loss.generator(fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients(self.G.parameters(), self.ranks.world)
