@@ -254,6 +254,10 @@ class TrainConfig(Section):
     margin: float = Field(0.4, ge=-1, le=1)
     # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.
     reg_reduction: Literal["mean", "sum"] = "mean"
+    # What L_reg penalises: 'w_bar' (the paper: any distance from w_bar, so it also pulls distinct people
+    # together) or 'typical' (only the distance beyond that of G's random latents: the unusual, not the
+    # distinct; reg_reduction does not apply).
+    prior: Literal["w_bar", "typical"] = "w_bar"
     lr: float = Field(3e-4, gt=0, le=1)
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = Field(20, ge=1)

@@ -68,6 +68,23 @@ class VirtualFaces(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, 3, self.generator.resolution, self.generator.resolution)
 
 
+@torch.no_grad()
+def random_latents(generator: Generator, count: int, seed: int = 0, chunk: int = 1000) -> torch.Tensor:
+    """w of `count` seeded random z through G's mapping network (no truncation), on the CPU."""
+    device = generator.w_avg.device
+    z = torch.randn(count, generator.style_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([generator.mapping(z[i:i + chunk].to(device)).float().cpu() for i in range(0, count, chunk)])
+
+
+def spread_of(latents: torch.Tensor, generator_latents: torch.Tensor, w_avg: torch.Tensor) -> dict:
+    """How far latents reach from w-bar: their mean (w - w_bar)^2 over that of G's random latents.
+    Near 0, every face they render is close to the average face; far above 1, outside G's usual range."""
+    w_avg = w_avg.float().cpu()
+    p = float((latents.float().cpu() - w_avg).pow(2).mean())
+    g = float((generator_latents.float().cpu() - w_avg).pow(2).mean())
+    return {"ratio": p / g, "projector": p, "generator": g}
+
+
 def save_projector(path: str | Path, projector: Projector, encoder: str, train_recognizer: str, **extra) -> None:
     """P and w-bar as one loadable file, with what it needs to be rebuilt and which encoder feeds it."""
     write_torch(path, {"format": FORMAT, "projector": projector.config(),

@@ -105,6 +105,11 @@ class FaceAligner:
                                               np.asarray(pts, dtype=np.float64), size)
         return results
 
+    def finds_faces(self, images: torch.Tensor) -> np.ndarray:
+        """Whether MTCNN finds a face in each of a batch of uint8 (N, 3, H, W) images."""
+        pictures = [Image.fromarray(a) for a in images.permute(0, 2, 3, 1).numpy()]
+        return np.array([d is not None for d in self.detect(pictures)], dtype=bool)
+
     def align(self, images: Sequence[Image.Image]) -> list[tuple[Image.Image, Detection] | None]:
         return [None if det is None else (warp_to_frame(img, det.landmarks, self.cfg.image_size), det)
                 for img, det in zip(images, self.detect(images))]

@@ -53,3 +53,8 @@ def to_frame(images01: torch.Tensor, size: int = 128) -> torch.Tensor:
     if images01.shape[-1] == size:
         return images01
     return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def to_uint8(images01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images as stored and shown: uint8, rounded."""
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)

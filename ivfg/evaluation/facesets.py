@@ -27,15 +27,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
-from ivfg.data.faceframe import to_frame
+from ivfg.data.faceframe import to_frame, to_uint8
 from ivfg.evaluation.fid import inception_features
 from ivfg.fileio import write_torch
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
-from ivfg.virtual import VirtualFaces
+from ivfg.virtual import VirtualFaces, random_latents
 
 KEYED = ("set_a", "set_b", "other", "recovered")
 UNKEYED = ("original", "original_lowres", "pixelization", "blur")
@@ -59,10 +58,6 @@ def draw_keys(labels: np.ndarray, key_bits: int, seed: int, repeat: int) -> KeyD
     per_face_a = keys[torch.arange(identities) % len(keys)][torch.from_numpy(labels)]
     set_b = random_keys(1, key_bits, g)[0]
     return KeyDraw(per_face_a, set_b, other_keys(per_face_a, g))
-
-
-def to_uint8(images01: torch.Tensor) -> torch.Tensor:
-    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
@@ -151,14 +146,7 @@ class FaceSets:
 
     def generator_latents(self) -> torch.Tensor:
         """w of `W_SAMPLES` seeded random z through G's mapping network (no truncation)."""
-        def make():
-            generator = self.virtual.generator
-            device = generator.w_avg.device
-            z = torch.randn(W_SAMPLES, generator.style_dim, generator=torch.Generator().manual_seed(self.seed))
-            with torch.no_grad():
-                return torch.cat([generator.mapping(z[i:i + 1000].to(device)).float().cpu()
-                                  for i in range(0, W_SAMPLES, 1000)])
-        return self._cached(("generator_latents",), make)
+        return self._cached(("generator_latents",), lambda: random_latents(self.virtual.generator, W_SAMPLES, self.seed))
 
     def encodings(self) -> torch.Tensor:
         """E(x) of the originals: computed once, reused under every key."""
@@ -192,12 +180,10 @@ class FaceSets:
         def make():
             images = self.images(name, repeat)
             with self.timed("detect"):
-                found = []
-                for i in tqdm(range(0, len(images), self.batch), desc=f"detect {name} r{repeat}", leave=False):
-                    frames = to_uint8(to_frame(as_float(images[i:i + self.batch])))
-                    pictures = [Image.fromarray(a) for a in frames.permute(0, 2, 3, 1).numpy()]
-                    found += [d is not None for d in self.detector.detect(pictures)]
-                return np.array(found, dtype=bool)
+                return np.concatenate([
+                    self.detector.finds_faces(to_uint8(to_frame(as_float(images[i:i + self.batch]))))
+                    for i in tqdm(range(0, len(images), self.batch), desc=f"detect {name} r{repeat}", leave=False)]
+                    or [np.zeros(0, dtype=bool)])
         return self._cached(("detected", *self._slot(name, repeat)), make)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -19,6 +19,7 @@ from ivfg.evaluation.attacks import search_keys
 from ivfg.evaluation.facesets import FaceSets, as_float
 from ivfg.evaluation.fid import fid
 from ivfg.evaluation.verification import decisions, pair_metrics, verification_metrics
+from ivfg.virtual import spread_of
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,7 @@ def diversity(sets: FaceSets, repeat: int) -> dict:
 def latent_spread(sets: FaceSets, repeat: int) -> dict:
     """How far P's latents reach from w-bar: mean (w - w_bar)^2 over the Set-A faces, over the same
     for G's random (untruncated) latents. Near 0, every virtual face is close to the average face."""
-    w_avg = sets.virtual.generator.w_avg.float().cpu()
-    p = float((sets.latents(repeat) - w_avg).pow(2).mean())
-    g = float((sets.generator_latents() - w_avg).pow(2).mean())
-    return {"ratio": p / g, "projector": p, "generator": g}
+    return spread_of(sets.latents(repeat), sets.generator_latents(), sets.virtual.generator.w_avg)
 
 
 @metric()

@@ -6,7 +6,8 @@ features and the realism prior on w. One object owns how the weighted terms comb
     L_con   = L_emb(R(T(x1,k1)), R(T(x1,k2)), -1)  diversity: another key, another identity
     L_intra = L_emb(R(T(x1,k1)), R(T(x2,k1)), +1)  identifiability: one person, one key, one identity
     L_inter = L_emb(R(T(x1,k1)), R(T(y,k1)), -1)   separability: other people stay apart
-    L_reg   = ||w - w_bar||^2                       realism: stay near the average latent
+    L_reg   = ||w - w_bar||^2                       realism: stay near the average latent (prior 'w_bar')
+            = max(0, mean (w - w_bar)^2 / s^2 - 1)^2    or only beyond G's typical distance s (prior 'typical')
 """
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ def embedding_loss(f1: torch.Tensor, f2: torch.Tensor, same: bool, margin: float
     return 1 - cos if same else (cos - margin).clamp(min=0)
 
 
-def latent_prior(w: torch.Tensor, w_avg: torch.Tensor, reduction: str) -> torch.Tensor:
-    """||w - w_bar||^2 per latent, summed or averaged over W's dimensions."""
+def latent_prior(w: torch.Tensor, w_avg: torch.Tensor, reduction: str, typical: float | None = None) -> torch.Tensor:
+    """||w - w_bar||^2 per latent, summed or averaged over W's dimensions; or, given `typical` (the mean
+    square of G's random latents around w_bar), the squared excess of the mean square over it: zero
+    for latents as far from w_bar as G's own samples, so that distinct people are not pulled together."""
     sq = (w.float() - w_avg.float()).pow(2)
+    if typical is not None:
+        return (sq.mean(-1) / typical - 1).clamp(min=0).pow(2)
     return sq.sum(-1) if reduction == "sum" else sq.mean(-1)
 
 
@@ -44,10 +49,13 @@ class Quaternion:
 
 
 class IvfgLoss:
-    def __init__(self, weights: LossWeights, margin: float = 0.4, reg_reduction: str = "mean"):
+    def __init__(self, weights: LossWeights, margin: float = 0.4, reg_reduction: str = "mean",
+                 typical: float | None = None):
+        """typical: the mean square of G's random latents around w_bar, for the 'typical' prior."""
         self.weights = {name: float(getattr(weights, name)) for name in TERMS}
         self.margin = margin
         self.reg_reduction = reg_reduction
+        self.typical = typical
 
     def terms(self, q: Quaternion, w_avg: torch.Tensor) -> dict[str, torch.Tensor]:
         m = self.margin
@@ -56,7 +64,7 @@ class IvfgLoss:
             "con": embedding_loss(q.x1_k1, q.x1_k2, False, m).mean(),
             "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m).mean(),
             "inter": embedding_loss(q.x1_k1, q.y_k1, False, m).mean(),
-            "reg": latent_prior(q.latents, w_avg, self.reg_reduction).mean(),
+            "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),
         }
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:

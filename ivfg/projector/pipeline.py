@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ivfg.config import ConfigError, Params, TrainConfig
+from ivfg.config import AlignConfig, ConfigError, Params, TrainConfig
+from ivfg.data.align import FaceAligner
 from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets, write_csv
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
@@ -95,7 +96,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     val_images = [r["image"] for r in val_rows]
     check = ValidationCheck(load_faces(paths.aligned, val_images), [r["identity"] for r in val_rows],
                             frozen_embeddings(encoder, paths.aligned, val_images, 32, device, cache),
-                            evaluator, threshold, cfg.key_bits, cfg.seed, cfg.grid_identities)
+                            evaluator, threshold, cfg.key_bits, cfg.seed, cfg.grid_identities,
+                            detector=FaceAligner(AlignConfig(device=str(device))))  # as evaluate detects
 
     virtual = untrained_virtual_faces(cfg, encoder, generator, device)
     settings = training_settings(cfg, encoder=models.encoder, train_recognizer=models.train_recognizer,

@@ -25,7 +25,7 @@ from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
 from ivfg.keys import distinct_key_pairs
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
-from ivfg.virtual import VirtualFaces
+from ivfg.virtual import VirtualFaces, random_latents
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -34,6 +34,15 @@ TRAINING_CODE = ("projector/network.py", "projector/loss.py", "projector/trainin
                  "gan/networks.py", "models/recognizers.py", "models/onnx_port.py")
 # Settings that cannot change the trained weights: a checkpoint made under other values is resumed.
 NOT_SHAPING = ("log_steps", "checkpoint_steps", "val_images", "grid_identities", "device")
+
+
+TYPICAL_SAMPLES = 10_000  # G's random latents that set the 'typical' prior's distance
+
+
+def typical_square(virtual: VirtualFaces, seed: int) -> float:
+    """The mean square of G's random (untruncated) latents around w_bar, per dimension."""
+    w_avg = virtual.generator.w_avg.float().cpu()
+    return float((random_latents(virtual.generator, TYPICAL_SAMPLES, seed) - w_avg).pow(2).mean())
 
 
 class CheckpointMismatch(IvfgError):
@@ -71,7 +80,8 @@ class ProjectorTrainer:
         self.recognizer_embeddings = recognizer_embeddings.to(device)
         self.triplets = triplets
         self.settings = settings
-        self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction)
+        self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction,
+                             typical_square(virtual, cfg.seed) if cfg.prior == "typical" else None)
         self.log_metrics = log_metrics or (lambda metrics, step: None)
         self.end_of_epoch = end_of_epoch or (lambda epoch: {})
         self.autocast = autocast_for(cfg, device)

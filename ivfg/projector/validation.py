@@ -6,7 +6,10 @@ On validation faces of identities with two or more images, with keys fixed for t
 - Set-A (each identity its own key) and Set-B (one key for everyone): verification EER and AUC over
   every pair of virtual faces, the share of same-person pairs accepted at τ and of different-person
   pairs rejected at τ;
-- the same EER on the original faces, for reference.
+- the same EER on the original faces, for reference;
+- realism, so that identifiability is never bought with faces that stop looking like faces: the share
+  of Set-A virtual faces in which MTCNN finds a face (when given a detector), and the spread of P's
+  latents around w-bar over that of G's random latents (far above 1: outside G's usual range).
 A P that fools the training recognizer with a shortcut shows here: high protection and diversity, but
 Set-A no better than Set-B and few same-person pairs accepted.
 """
@@ -19,11 +22,13 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from ivfg.data.faceframe import to_frame
+from ivfg.data.faceframe import to_frame, to_uint8
 from ivfg.evaluation.verification import pair_metrics
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
-from ivfg.virtual import VirtualFaces
+from ivfg.virtual import VirtualFaces, random_latents, spread_of
+
+GENERATOR_SAMPLES = 10_000  # G's random latents that P's spread is compared with (as evaluate's)
 
 
 def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor, identities: list[str],
@@ -75,9 +80,11 @@ def choose_validation_faces(rows: list[dict[str, str]], count: int, seed: int, p
 
 class ValidationCheck:
     def __init__(self, faces: torch.Tensor, identities: list[str], embeddings: torch.Tensor, recognizer: Recognizer,
-                 threshold: float, key_bits: int, seed: int = 0, grid_identities: int = 6):
-        """faces: uint8 (N, 3, H, W) in the canonical frame; embeddings: E(faces)."""
-        self.faces, self.embeddings = faces, embeddings
+                 threshold: float, key_bits: int, seed: int = 0, grid_identities: int = 6, detector=None):
+        """faces: uint8 (N, 3, H, W) in the canonical frame; embeddings: E(faces); detector: a FaceAligner
+        (or None: no detection rate)."""
+        self.faces, self.embeddings, self.detector, self.seed = faces, embeddings, detector, seed
+        self._generator_latents: torch.Tensor | None = None
         self.recognizer, self.threshold = recognizer, threshold
         names = sorted(set(identities))
         self.labels = np.array([names.index(i) for i in identities])
@@ -101,9 +108,23 @@ class ValidationCheck:
     def _different(self, a: torch.Tensor, b: torch.Tensor) -> float:
         return float((self.recognizer.score(a, b) < self.threshold).float().mean())
 
+    def _spread(self, virtual: VirtualFaces) -> float:
+        if self._generator_latents is None:  # G is frozen while P trains: its latents are drawn once
+            self._generator_latents = random_latents(virtual.generator, GENERATOR_SAMPLES, self.seed)
+        device = next(virtual.projector.parameters()).device
+        latents = torch.cat([virtual.latents(self.embeddings[i:i + 256].to(device), self.key_a[i:i + 256].to(device)).cpu()
+                             for i in range(0, len(self.embeddings), 256)])
+        return spread_of(latents, self._generator_latents, virtual.generator.w_avg)["ratio"]
+
+    def _detection(self, images01: torch.Tensor) -> float:
+        found = np.concatenate([self.detector.finds_faces(to_uint8(to_frame(images01[i:i + 64])))
+                                for i in range(0, len(images01), 64)])
+        return float(found.mean())
+
     @torch.no_grad()
     def __call__(self, virtual: VirtualFaces) -> dict:
-        set_a = self._embed(virtual.generate(self.embeddings, self.key_a))
+        faces_a = virtual.generate(self.embeddings, self.key_a)
+        set_a = self._embed(faces_a)
         other = self._embed(virtual.generate(self.embeddings, self.key_other))
         set_b = self._embed(virtual.generate(self.embeddings, self.key_b))
         a = pair_metrics(self.recognizer, set_a, self.labels, self.threshold)
@@ -111,7 +132,10 @@ class ValidationCheck:
         original = pair_metrics(self.recognizer, self.original, self.labels, self.threshold)
         figures = {"protection": self._different(self.original, set_a),
                    "key_diversity": self._different(set_a, other),
+                   "latent_spread": self._spread(virtual),
                    "faces": len(self.labels), "identities": int(self.labels.max() + 1)}
+        if self.detector is not None:
+            figures["detection"] = self._detection(faces_a)
         for name, m in (("set_a", a), ("set_b", b), ("original", original)):
             for key in ("eer", "auc", "genuine_accepted", "impostor_rejected", "pairs", "genuine"):
                 if key in m:

@@ -78,3 +78,41 @@ def test_sum_reduction_scales_the_prior_by_the_dimension():
     mean = IvfgLoss(LossWeights(), reg_reduction="mean").terms(q, torch.zeros(2))["reg"]
     summed = IvfgLoss(LossWeights(), reg_reduction="sum").terms(q, torch.zeros(2))["reg"]
     assert summed.item() == pytest.approx(2 * mean.item())
+
+
+def test_the_typical_prior_costs_nothing_within_gs_typical_distance_and_grows_beyond_it():
+    w_avg = torch.zeros(4)
+    near = torch.tensor([[1.0, 0, 0, 0]])          # mean square 0.25
+    typical = torch.tensor([[1.0, 1, 1, 1]])       # mean square 1
+    far = torch.tensor([[2.0, 2, 2, 2]])           # mean square 4
+    cost = lambda w: latent_prior(w, w_avg, "mean", typical=1.0).item()  # noqa: E731
+    assert cost(near) == 0.0 and cost(typical) == 0.0
+    assert cost(far) == pytest.approx((4 - 1) ** 2)
+    # the paper's prior pulls even the near latent in; the typical one leaves distinct people apart
+    assert latent_prior(near, w_avg, "mean").item() > 0
+    far.requires_grad_(True)
+    latent_prior(far, w_avg, "mean", typical=1.0).sum().backward()
+    assert (far.grad > 0).all()                    # pushed back towards G's typical distance
+
+
+def test_the_typical_prior_takes_gs_own_spread(tmp_path):
+    from ivfg.config import TrainConfig
+    from ivfg.gan.networks import Generator
+    from ivfg.models.registry import build_recognizer
+    from ivfg.projector.network import Projector
+    from ivfg.projector.training import ProjectorTrainer, typical_square
+    from ivfg.virtual import VirtualFaces, random_latents
+
+    torch.manual_seed(0)
+    generator = Generator(16, 32, 2, 0.01, 128, 16).eval()
+    generator.w_avg.copy_(random_latents(generator, 2000, 1).mean(0))
+    virtual = VirtualFaces(build_recognizer("sface"), Projector(128, 8, 32, 1, 64), generator)
+    expected = float((random_latents(generator, 10_000, 0) - generator.w_avg).pow(2).mean())
+    assert typical_square(virtual, 0) == pytest.approx(expected)
+    cfg = TrainConfig(prior="typical", epochs=1, batch=2)
+    trainer = ProjectorTrainer(cfg, virtual, build_recognizer("sface"), torch.randn(3, 128), torch.randn(3, 128),
+                               torch.tensor([[0, 1, 2]]), tmp_path, torch.device("cpu"), settings={})
+    assert trainer.loss.typical == pytest.approx(expected)
+    assert ProjectorTrainer(TrainConfig(epochs=1, batch=2), virtual, build_recognizer("sface"), torch.randn(3, 128),
+                            torch.randn(3, 128), torch.tensor([[0, 1, 2]]), tmp_path / "b", torch.device("cpu"),
+                            settings={}).loss.typical is None

@@ -42,12 +42,29 @@ def test_validation_faces_span_identities_with_two_or_more_images():
     assert chosen != choose_validation_faces(rows, 12, seed=1, per_identity=2)
 
 
+class UnitMapping(torch.nn.Module):
+    """A 'generator' whose latents are its z: G's random latents have mean square 1 around w_bar = 0."""
+    style_dim = 1
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w_avg", torch.zeros(1))
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
 class Identity:
-    """T(x, k) that copies the face (no anonymization at all) or ignores it (a constant face)."""
+    """T(x, k) that copies the face (no anonymization at all) or ignores it (a constant face); its latent
+    is the face's index (or 0, at w_bar, for the constant face)."""
     key_bits = 8
 
     def __init__(self, faces: torch.Tensor, constant: bool):
         self.faces, self.constant = faces, constant
+        self.generator, self.projector = UnitMapping(), torch.nn.Linear(1, 1)
+
+    def latents(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return embeddings * 0 if self.constant else embeddings
 
     def generate(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         index = embeddings[:, 0].long()
@@ -71,6 +88,23 @@ def test_the_check_tells_a_copy_from_a_constant_face():
     assert len(set(map(tuple, check.key_a.tolist()))) == 3                 # Set-A: a key per identity
     assert torch.equal(check.key_a[0], check.key_a[1]) and not torch.equal(check.key_a[0], check.key_other[0])
     assert check.grid(Identity(faces, constant=False)).shape[0] == 3
+    # latents 0..5 against G's of mean square 1: spread 55/6; the constant face sits at w_bar
+    assert copy["latent_spread"] == pytest.approx(55 / 6, rel=0.05) and constant["latent_spread"] == 0.0
+    assert "detection" not in copy  # no detector given
+
+
+def test_the_check_measures_realism_with_a_real_detector(lfw_images, aligner):
+    """MTCNN finds LFW faces copied through T, and nothing in a flat grey 'face'."""
+    from ivfg.data.files import load_faces
+
+    people = sorted(p.name for p in lfw_images.iterdir() if len(list(p.iterdir())) >= 2)[:3]
+    images = [f"{p}/{f.name}" for p in people for f in sorted((lfw_images / p).iterdir())[:2]]
+    faces = load_faces(lfw_images, images, 128)  # the photos' centres: LFW's faces are there, unaligned
+    index = torch.arange(len(images), dtype=torch.float32)[:, None]
+    check = ValidationCheck(faces, [i.split("/")[0] for i in images], index, Lookup(), threshold=0.9,
+                            key_bits=8, seed=0, detector=aligner)
+    assert check(Identity(faces, constant=False))["detection"] == 1.0
+    assert check(Identity(faces, constant=True))["detection"] == 0.0
 
 
 def test_the_virtual_threshold_is_the_eer_threshold_of_set_a_pairs_of_virtual_faces():
