@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ivfg.config import AlignConfig
-from ivfg.data.faceframe import warp_to_frame
+from ivfg.data.faceframe import to_frame, to_uint8, warp_to_frame
 from ivfg.data.files import IMAGE_SUFFIXES, write_csv
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
@@ -105,10 +105,14 @@ class FaceAligner:
                                               np.asarray(pts, dtype=np.float64), size)
         return results
 
-    def finds_faces(self, images: torch.Tensor) -> np.ndarray:
-        """Whether MTCNN finds a face in each of a batch of uint8 (N, 3, H, W) images."""
-        pictures = [Image.fromarray(a) for a in images.permute(0, 2, 3, 1).numpy()]
-        return np.array([d is not None for d in self.detect(pictures)], dtype=bool)
+    def finds_faces(self, images01: torch.Tensor, batch: int = 64, progress: str | None = None) -> np.ndarray:
+        """Whether MTCNN finds a face in each [0, 1] image, shown in the canonical frame (as a viewer of
+        the output sees it), `batch` at a time; `progress` names a progress bar."""
+        found: list[bool] = []
+        for i in tqdm(range(0, len(images01), batch), desc=progress, disable=progress is None, leave=False):
+            frames = to_uint8(to_frame(images01[i:i + batch]))
+            found += [d is not None for d in self.detect([Image.fromarray(a) for a in frames.permute(0, 2, 3, 1).numpy()])]
+        return np.array(found, dtype=bool)
 
     def align(self, images: Sequence[Image.Image]) -> list[tuple[Image.Image, Detection] | None]:
         return [None if det is None else (warp_to_frame(img, det.landmarks, self.cfg.image_size), det)

@@ -180,10 +180,7 @@ class FaceSets:
         def make():
             images = self.images(name, repeat)
             with self.timed("detect"):
-                return np.concatenate([
-                    self.detector.finds_faces(to_uint8(to_frame(as_float(images[i:i + self.batch]))))
-                    for i in tqdm(range(0, len(images), self.batch), desc=f"detect {name} r{repeat}", leave=False)]
-                    or [np.zeros(0, dtype=bool)])
+                return self.detector.finds_faces(as_float(images), self.batch, progress=f"detect {name} r{repeat}")
         return self._cached(("detected", *self._slot(name, repeat)), make)
 
     def score(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
