@@ -250,6 +250,9 @@ class TrainConfig(Section):
     # Where P's output lives: 'w' (the paper: W, near w-bar by L_reg) or 'z' (G's input space, turned
     # into w by G's frozen mapping network, so that every w stays in the range G was trained on).
     latent_space: Literal["w", "z"] = "w"
+    # How the key enters P: 'concat' (the paper: [E(x), k]) or 'signs' ([E(x) * s(k), k], s(k) a +-1
+    # pattern hashed from the key: people stay as far apart under one key as their embeddings are).
+    key_input: Literal["concat", "signs"] = "concat"
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.

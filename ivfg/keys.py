@@ -92,6 +92,22 @@ def bits_of(raw: bytes, bits: int) -> torch.Tensor:
     return torch.tensor(values[:bits], dtype=torch.float32)
 
 
+SIGNS_DOMAIN = b"ivfg/key-signs/v1"
+
+
+def key_signs(keys: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, bits) 0/1 keys -> (B, dim) patterns of +-1, each from SHAKE-256 of its key: any two keys, even
+    one bit apart, give unrelated patterns (half the signs agree), and one key always gives the same."""
+    rows = keys.detach().to("cpu", torch.uint8)
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    patterns = []
+    for row in unique.tolist():
+        packed = bytes(int("".join(map(str, row[i:i + 8])).ljust(8, "0"), 2) for i in range(0, len(row), 8))
+        digest = hashlib.shake_256(SIGNS_DOMAIN + len(row).to_bytes(4, "big") + packed).digest((dim + 7) // 8)
+        patterns.append(bits_of(digest, dim) * 2 - 1)
+    return torch.stack(patterns)[inverse].to(keys.device)
+
+
 def parse_key(text: str, bits: int, source: str = "the key") -> torch.Tensor:
     """A key from its text form ('0'/'1' characters, whitespace ignored); checks length and alphabet."""
     _check_bits(bits)

@@ -7,6 +7,12 @@ is `space`:
   to the average face and the realism prior L_reg = ||w - w_bar||^2 is the size of its output;
 - "z": P predicts a z that the generator's frozen mapping network turns into w (`VirtualFaces.w_of`),
   so every w it can produce lies in the range G was trained on, however far P moves from w-bar.
+How the key enters is `key_input`:
+- "concat" (the paper): [E(x), k];
+- "signs": [E(x) * s(k), k] with s(k) a +-1 pattern hashed from the key (`keys.key_signs`). Flipping
+  signs keeps every distance between two people's embeddings under one key, and makes one person's
+  embeddings under two keys unrelated, so P need not learn to use E(x) at all for people to stay apart
+  under one key (Set-B), nor to learn to use k for one person to differ across keys.
 """
 from __future__ import annotations
 
@@ -16,17 +22,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ivfg.keys import key_signs
+
 SPACES = ("w", "z")
+KEY_INPUTS = ("concat", "signs")
 
 
 class Projector(nn.Module):
     def __init__(self, embedding_dim: int, key_bits: int, style_dim: int, hidden_layers: int = 2,
-                 hidden_dim: int = 512, space: str = "w"):
+                 hidden_dim: int = 512, space: str = "w", key_input: str = "concat"):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"unknown latent space {space!r}; known: {', '.join(SPACES)}")
+        if key_input not in KEY_INPUTS:
+            raise ValueError(f"unknown key input {key_input!r}; known: {', '.join(KEY_INPUTS)}")
         self.embedding_dim, self.key_bits, self.style_dim = embedding_dim, key_bits, style_dim
         self.hidden_layers, self.hidden_dim, self.space = hidden_layers, hidden_dim, space
+        self.key_input = key_input
         layers: list[nn.Module] = []
         width = embedding_dim + key_bits
         for _ in range(hidden_layers):
@@ -42,11 +54,14 @@ class Projector(nn.Module):
 
     def config(self) -> dict:
         return {"embedding_dim": self.embedding_dim, "key_bits": self.key_bits, "style_dim": self.style_dim,
-                "hidden_layers": self.hidden_layers, "hidden_dim": self.hidden_dim, "space": self.space}
+                "hidden_layers": self.hidden_layers, "hidden_dim": self.hidden_dim, "space": self.space,
+                "key_input": self.key_input}
 
     def forward(self, embedding: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """(B, embedding_dim) embeddings and (B, key_bits) 0/1 keys -> (B, style_dim) latents in `space`."""
         e = F.normalize(embedding.float(), dim=-1) * math.sqrt(self.embedding_dim)
         k = key.float() * 2 - 1
+        if self.key_input == "signs":
+            e = e * key_signs(key, self.embedding_dim).to(e)
         out = self.out(self.mlp(torch.cat([e, k], dim=-1)))
         return self.w_avg + out if self.space == "w" else out

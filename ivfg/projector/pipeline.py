@@ -47,7 +47,7 @@ def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.
     """T(x, k) with a freshly seeded P that starts at the generator's w-bar."""
     torch.manual_seed(cfg.seed)
     projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim, cfg.latent_space)
+                          cfg.hidden_dim, cfg.latent_space, cfg.key_input)
     projector.w_avg.copy_(generator.w_avg.cpu())
     return VirtualFaces(encoder, projector.to(device), generator)
 
