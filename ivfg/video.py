@@ -9,8 +9,8 @@ face for the whole video with no identity bookkeeping; what tracking adds is sta
   track;
 - each track's landmarks go through the One Euro filter (Casiez et al. 2012, the authors' package), so
   the pasted face does not jitter;
-- P reads the track's embedding averaged over its last `embedding_window` detections, so the identity
-  does not flicker;
+- P reads the track's embedding averaged over all its detections so far (or its last `embedding_window`),
+  so the identity settles within a few frames and then holds, whatever the expression or the light;
 - a face the detector misses for up to `fill_frames` frames is filled from its track (its landmarks
   carried on), so a person is not shown for a frame or two: the leak users of anonymizers meet most.
 
@@ -51,7 +51,7 @@ class VideoSettings:
     crf: int = 20                  # H.264 quality: 0 lossless .. 51 worst; 18-23 look like the input
     preset: str = "veryfast"       # x264's speed/size trade-off
     fill_frames: int = 5           # a track missed for up to this many frames is filled
-    embedding_window: int = 15     # detections whose embeddings P reads, averaged
+    embedding_window: int | None = None  # detections whose embeddings P reads, averaged; None: all of the track's
     min_iou: float = 0.2           # a detection continues a track whose last box it overlaps this much
     min_cutoff: float = 1.0        # One Euro filter: Hz; lower removes more jitter when still
     beta: float = 0.05             # One Euro filter: higher follows fast motion with less lag
@@ -74,7 +74,9 @@ class Track:
     landmarks: np.ndarray              # smoothed, 5 x 2
     velocity: np.ndarray               # smoothed landmarks' last step, 5 x 2
     filters: list
-    embeddings: deque = field(default_factory=deque)
+    embedding_sum: torch.Tensor | None = None  # of the unit embeddings in the window (a running sum)
+    recent: deque = field(default_factory=deque)  # the window's embeddings, when the window is bounded
+    detections: int = 0
     missed: int = 0
 
 
@@ -135,23 +137,29 @@ class FaceTracker:
     def _start(self, face: Face) -> Track:
         self.started += 1
         track = Track(self.started, face.box, face.landmarks, np.zeros((5, 2)),
-                      one_euro_filters(10, self.fps, self.settings),
-                      deque(maxlen=self.settings.embedding_window))
+                      one_euro_filters(10, self.fps, self.settings))
         self.tracks.append(track)
         return track
 
     def _observe(self, track: Track, face: Face, embedding: torch.Tensor) -> None:
         raw = face.landmarks.ravel()
         smooth = np.array([f(float(v), self.time) for f, v in zip(track.filters, raw)]).reshape(5, 2)
-        track.velocity = smooth - track.landmarks if track.embeddings else np.zeros((5, 2))
+        track.velocity = smooth - track.landmarks if track.detections else np.zeros((5, 2))
         track.landmarks, track.box, track.missed = smooth, face.box, 0
-        track.embeddings.append(embedding)
+        # A running sum keeps memory per track constant, however long the video.
+        unit = torch.nn.functional.normalize(embedding.float(), dim=-1)
+        track.embedding_sum = unit if track.embedding_sum is None else track.embedding_sum + unit
+        track.detections += 1
+        window = self.settings.embedding_window
+        if window is not None:
+            track.recent.append(unit)
+            if len(track.recent) > window:
+                track.embedding_sum = track.embedding_sum - track.recent.popleft()
 
 
 def track_embedding(track: Track) -> torch.Tensor:
-    """The mean of the track's recent embeddings, each at unit length (P normalises its input too)."""
-    stacked = torch.nn.functional.normalize(torch.stack(list(track.embeddings)).float(), dim=-1)
-    return stacked.mean(0)
+    """The mean of the track's unit embeddings in its window (P normalises its input too)."""
+    return track.embedding_sum / max(len(track.recent) or track.detections, 1)
 
 
 @dataclass(frozen=True)
