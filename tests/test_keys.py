@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ivfg.keys
-from ivfg.keys import (InvalidKey, as_batch, distinct_key_pairs, distinct_keys, format_key, key_from_passphrase, parse_key,
-                       random_keys, read_key_file, user_key, write_key_file)
+from ivfg.keys import (InvalidKey, as_batch, distinct_key_pairs, distinct_keys, format_key, key_from_passphrase, key_signs,
+                       parse_key, random_keys, read_key_file, user_key, write_key_file)
 
 
 def test_random_keys_are_binary_seeded_and_roughly_uniform():
@@ -135,3 +135,16 @@ def test_user_keys_differ_and_a_128_bit_key_holds_128_independent_fair_bits():
     corr = (centred.T @ centred) / (centred.norm(dim=0)[:, None] * centred.norm(dim=0)[None, :])
     assert (corr - torch.eye(128)).abs().max() < 0.12
     assert len({tuple(k.tolist()) for k in keys}) == 2000
+
+
+def test_key_signs_are_one_fixed_pattern_per_key_and_unrelated_across_keys():
+    keys = torch.tensor([[0.0] * 8, [1.0] + [0.0] * 7, [0.0] * 8])
+    signs = key_signs(keys, 512)
+    assert signs.shape == (3, 512) and set(signs.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(signs[0], signs[2]) and torch.equal(key_signs(keys[:1], 512)[0], signs[0])
+    # One bit apart, yet about half of the signs agree, as for two random patterns (512 draws: 0.5 +- 0.13).
+    assert abs(float((signs[0] == signs[1]).float().mean()) - 0.5) < 0.13
+    long = torch.randint(0, 2, (6, 128), generator=torch.Generator().manual_seed(0)).float()
+    agree = (key_signs(long, 4096)[:, None] == key_signs(long, 4096)[None]).float().mean(-1)
+    off_diagonal = agree[~torch.eye(6, dtype=torch.bool)]
+    assert (off_diagonal - 0.5).abs().max() < 0.05 and torch.equal(agree.diagonal(), torch.ones(6))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ivfg.anonymize import Face
 from ivfg.cli import DEFAULT_MODEL, main
-from ivfg.video import FaceTracker, VideoSettings, box_iou, probe
+from ivfg.video import FaceTracker, VideoSettings, box_iou, probe, track_embedding
 from tests.test_cli import make_model
 
 FPS, SIZE, FRAMES = 10, (320, 240), 30
@@ -229,6 +229,18 @@ def test_the_tracker_keeps_ids_through_motion_and_gaps_and_ends_lost_tracks():
         shown = tracker.update([face(15)], torch.randn(1, 8))
     assert [t.id for t, _ in shown] == [1]  # missed longer than fill_frames: gone
     assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10]]))[0, 0] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_a_track_reads_the_mean_of_its_embeddings_over_its_window(window):
+    tracker = FaceTracker(25.0, VideoSettings(embedding_window=window))
+    landmarks = np.array([[30, 40], [60, 40], [45, 55], [35, 70], [55, 70]], float)
+    seen = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    for t in range(8):
+        (track, _), = tracker.update([Face(landmarks, np.array([20, 20, 70, 90]), 0.99)], seen[t:t + 1] * (t + 1))
+        expected = seen[: t + 1] if window is None else seen[max(0, t + 1 - window): t + 1]
+        assert torch.allclose(track_embedding(track), expected.mean(0), atol=1e-5), t
+    assert window is None or len(track.recent) == window
 
 
 def test_one_euro_smoothing_removes_jitter_from_a_still_face():

@@ -19,6 +19,7 @@ LFW_ROWS: list[tuple[str, str, str | None, str]] = [
     ("Set-B impostors rejected at τ", "set_b.impostor_rejected", None, "set_b.pairs"),
     ("Set-A genuine accepted at τ_v", "set_a.genuine_accepted_v", None, "set_a.genuine"),
     ("Set-A impostors rejected at τ_v", "set_a.impostor_rejected_v", None, "set_a.pairs"),
+    ("Set-B impostors rejected at τ_v (ivfg compare, one key)", "set_b.impostor_rejected_v", None, "set_b.pairs"),
     ("Spread of P's latents (of G's random ones)", "latent_spread.ratio", None, None),
     ("Protection rate", "protection.rate", "0.988 ± 0.005", "protection.pairs"),
     ("Diversity", "diversity.rate", "0.750 ± 0.013", "diversity.pairs"),

@@ -1,0 +1,42 @@
+"""P's inputs: how the key enters, and that what it keeps of the embeddings is what the option says."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ivfg.keys import random_keys
+from ivfg.projector.network import Projector
+
+
+def first_layer_inputs(projector: Projector, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = projector.mlp[0].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    projector(embeddings, keys)
+    handle.remove()
+    return seen[0]
+
+
+def test_signs_keep_distances_between_people_under_one_key_and_decorrelate_one_person_across_keys():
+    torch.manual_seed(0)
+    projector = Projector(512, 8, 32, space="z", key_input="signs")
+    people = torch.randn(6, 512)
+    one_key = random_keys(1, 8, torch.Generator().manual_seed(1)).expand(6, 8)
+    seen = first_layer_inputs(projector, people, one_key)[:, :512]
+    unit = F.normalize(people, dim=-1)
+    assert torch.allclose(F.normalize(seen, dim=-1) @ F.normalize(seen, dim=-1).T, unit @ unit.T, atol=1e-5)
+    person = people[:1].expand(2, 512)
+    keys = torch.tensor([[0.0] * 8, [1.0] + [0.0] * 7])  # one bit apart
+    a, b = first_layer_inputs(projector, person, keys)[:, :512]
+    assert float(F.cosine_similarity(a, b, dim=0)).__abs__() < 0.2
+    # The concat input of the paper keeps the embedding as it is whatever the key.
+    paper = Projector(512, 8, 32, space="z")
+    a, b = first_layer_inputs(paper, person, keys)[:, :512]
+    assert torch.equal(a, b)
+
+
+def test_the_key_input_is_part_of_the_config_and_an_unknown_one_is_refused():
+    projector = Projector(128, 8, 32, key_input="signs")
+    assert Projector(**projector.config()).key_input == "signs"
+    with pytest.raises(ValueError, match="unknown key input 'xor'"):
+        Projector(128, 8, 32, key_input="xor")
