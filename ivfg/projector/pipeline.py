@@ -133,8 +133,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     calibration = calibrate_virtual_threshold(
         virtual, frozen_embeddings(encoder, paths.aligned, [r["image"] for r in val_all], 32, device, cache),
         [r["identity"] for r in val_all], evaluator, cfg.seed)
-    log.info("τ_v %.4f (EER %.4f over %d virtual validation faces)", calibration["threshold"], calibration["eer"],
-             calibration["faces"])
+    log.info("τ_v %.4f (EER %.4f over %d virtual validation faces; Set-B EER %.4f)", calibration["threshold"],
+             calibration["eer"], calibration["faces"], calibration["set_b_eer"])
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
                    virtual_threshold=calibration["threshold"], epochs=trainer.epoch,

@@ -35,21 +35,32 @@ def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor,
                                 recognizer: Recognizer, seed: int = 0) -> dict:
     """τ_v: the EER threshold of the recognizer over every pair of virtual faces T(x, k_id) (each identity
     its own key), for faces x not seen in training. Virtual faces all come from one generator, so a τ set
-    on real faces is the wrong decision rule for them; this is the one to compare virtual faces at."""
+    on real faces is the wrong decision rule for them; this is the one to compare virtual faces at.
+    Beside it, Set-B over the same faces (one key for everyone: two people under one key, what
+    `ivfg compare` decides), so that a run can be chosen on both on every validation face."""
     names = sorted(set(identities))
     labels = np.array([names.index(i) for i in identities])
     g = torch.Generator().manual_seed(seed + 3_000_017)
     per_identity = distinct_keys(min(len(names), 2 ** min(virtual.key_bits, 62)), virtual.key_bits, g)
     keys = per_identity[torch.arange(len(names)) % len(per_identity)][labels]
-    faces = virtual.generate(embeddings, keys)
-    device = module_device(recognizer)
-    emb = torch.cat([recognizer.embed(to_frame(faces[i:i + 64]).to(device)).float().cpu()
-                     for i in range(0, len(faces), 64)])
-    figures = pair_metrics(recognizer, emb, labels, float("nan"))
+    figures = pair_metrics(recognizer, _embed_virtual(virtual, embeddings, keys, recognizer), labels, float("nan"))
     if "eer_threshold" not in figures:
         raise ValueError("the faces give no same-person and different-person pairs to calibrate τ_v on")
-    return {"threshold": figures["eer_threshold"], "eer": figures["eer"], "auc": figures["auc"],
-            "faces": len(labels), "identities": len(names), "pairs": figures["pairs"]}
+    threshold = figures["eer_threshold"]
+    one_key = random_keys(1, virtual.key_bits, g)[0]
+    set_b = pair_metrics(recognizer, _embed_virtual(virtual, embeddings, one_key, recognizer), labels, threshold)
+    return {"threshold": threshold, "eer": figures["eer"], "auc": figures["auc"],
+            "faces": len(labels), "identities": len(names), "pairs": figures["pairs"],
+            "set_b_eer": set_b["eer"], "set_b_genuine_accepted": set_b["genuine_accepted"],
+            "set_b_impostor_rejected": set_b["impostor_rejected"]}
+
+
+def _embed_virtual(virtual: VirtualFaces, embeddings: torch.Tensor, keys: torch.Tensor,
+                   recognizer: Recognizer) -> torch.Tensor:
+    faces = virtual.generate(embeddings, keys)
+    device = module_device(recognizer)
+    return torch.cat([recognizer.embed(to_frame(faces[i:i + 64]).to(device)).float().cpu()
+                      for i in range(0, len(faces), 64)])
 
 
 def module_device(module: torch.nn.Module) -> torch.device:

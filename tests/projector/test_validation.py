@@ -120,5 +120,7 @@ def test_the_virtual_threshold_is_the_eer_threshold_of_set_a_pairs_of_virtual_fa
     copy = calibrate_virtual_threshold(Identity(faces, constant=False), index, identities, recognizer)
     assert copy["eer"] == 0.0 and impostor_highest < copy["threshold"] <= genuine_lowest
     assert copy["faces"] == 6 and copy["identities"] == 3 and copy["pairs"] == 15
+    # A T that keeps each person whatever the key keeps people apart under one key too (Set-B).
+    assert copy["set_b_eer"] == 0.0 and copy["set_b_impostor_rejected"] == 1.0 and copy["set_b_genuine_accepted"] == 1.0
     constant = calibrate_virtual_threshold(Identity(faces, constant=True), index, identities, recognizer)
-    assert constant["eer"] == pytest.approx(0.5)
+    assert constant["eer"] == pytest.approx(0.5) and constant["set_b_eer"] == pytest.approx(0.5)

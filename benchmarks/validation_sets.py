@@ -1,0 +1,67 @@
+"""Set-A and Set-B on every validation face, for projectors of past experiments: the figures a preset is
+chosen on (docs/design.md, "Choosing on Set-A and Set-B together").
+
+For each git revision (an experiment's commit, `dvc exp show -A`), its `models/projector.pt` is read from
+the DVC cache and T(x, k) built on the workspace's generator (the experiments compared must share it).
+Over all validation faces, with the evaluation recognizer: Set-A (each identity its own key) gives τ_v and
+its EER; Set-B (one key for everyone) its EER and its decisions at τ_v, once per `--key-draws` key.
+
+    python benchmarks/validation_sets.py REV [REV ...] [--key-draws 2]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import dvc.api
+import numpy as np
+import torch
+
+from ivfg.config import load_params
+from ivfg.data.files import read_split
+from ivfg.fileio import sha256_file
+from ivfg.gan.export import load_generator
+from ivfg.models.registry import build_recognizer
+from ivfg.projector.data import frozen_embeddings
+from ivfg.projector.validation import calibrate_virtual_threshold
+from ivfg.virtual import VirtualFaces, projector_from_state
+
+
+def projector_at(rev: str):
+    with dvc.api.open("models/projector.pt", rev=None if rev == "workspace" else rev, mode="rb") as handle:
+        state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+    return projector_from_state(state["projector"], state["state_dict"]), state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("revisions", nargs="+", help="git revisions whose models/projector.pt to measure ('workspace': the one there now)")
+    parser.add_argument("--key-draws", type=int, default=2, help="independent key draws (seeds) per projector")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    models = load_params(args.params).models
+    encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True)
+    evaluator = build_recognizer(models.eval_recognizer, "cpu", models.weights)
+    generator = load_generator(Path("models/generator.pt"), "cpu")
+    val = read_split(Path("data/split.csv"))["val"]
+    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
+                                   Path("runs/train/embeddings"))
+    identities = [r["identity"] for r in val]
+    for rev in args.revisions:
+        projector, state = projector_at(rev)
+        if state.get("generator_sha256") not in (None, sha256_file(Path("models/generator.pt"))):
+            print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
+            continue
+        virtual = VirtualFaces(encoder, projector, generator).eval()
+        draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed)
+                 for seed in range(args.key_draws)]
+        mean = {k: float(np.mean([d[k] for d in draws])) for k in
+                ("eer", "set_b_eer", "set_b_genuine_accepted", "set_b_impostor_rejected")}
+        print(json.dumps({"revision": rev, "faces": draws[0]["faces"], "key_draws": len(draws),
+                          "set_a_eer": mean["eer"], **{k: v for k, v in mean.items() if k != "eer"}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
