@@ -49,9 +49,10 @@ def main() -> None:
     embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
                                    Path("runs/train/embeddings"))
     identities = [r["identity"] for r in val]
+    generator_sha256 = sha256_file(Path("models/generator.pt"))
     for rev in args.revisions:
         projector, state = projector_at(rev)
-        if state.get("generator_sha256") not in (None, sha256_file(Path("models/generator.pt"))):
+        if state.get("generator_sha256") not in (None, generator_sha256):
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
         virtual = VirtualFaces(encoder, projector, generator).eval()

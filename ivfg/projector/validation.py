@@ -57,10 +57,14 @@ def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor,
 
 def _embed_virtual(virtual: VirtualFaces, embeddings: torch.Tensor, keys: torch.Tensor,
                    recognizer: Recognizer) -> torch.Tensor:
-    faces = virtual.generate(embeddings, keys)
+    return embed_images(recognizer, virtual.generate(embeddings, keys))
+
+
+def embed_images(recognizer: Recognizer, images01: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """The recognizer's features of [0, 1] images shown in the canonical frame, `batch` at a time."""
     device = module_device(recognizer)
-    return torch.cat([recognizer.embed(to_frame(faces[i:i + 64]).to(device)).float().cpu()
-                      for i in range(0, len(faces), 64)])
+    return torch.cat([recognizer.embed(to_frame(images01[i:i + batch]).to(device)).float().cpu()
+                      for i in range(0, len(images01), batch)])
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -111,10 +115,8 @@ class ValidationCheck:
         self.grid_pairs = list(zip(firsts, seconds))[:grid_identities]
 
     @torch.no_grad()
-    def _embed(self, images01: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        device = module_device(self.recognizer)
-        return torch.cat([self.recognizer.embed(to_frame(images01[i:i + batch]).to(device)).float().cpu()
-                          for i in range(0, len(images01), batch)])
+    def _embed(self, images01: torch.Tensor) -> torch.Tensor:
+        return embed_images(self.recognizer, images01)
 
     def _different(self, a: torch.Tensor, b: torch.Tensor) -> float:
         return float((self.recognizer.score(a, b) < self.threshold).float().mean())
