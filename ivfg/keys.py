@@ -14,6 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ivfg.errors import IvfgError
@@ -102,7 +103,7 @@ def key_signs(keys: torch.Tensor, dim: int) -> torch.Tensor:
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
     patterns = []
     for row in unique.tolist():
-        packed = bytes(int("".join(map(str, row[i:i + 8])).ljust(8, "0"), 2) for i in range(0, len(row), 8))
+        packed = np.packbits(np.array(row, dtype=np.uint8)).tobytes()  # MSB first, the last byte zero-padded
         digest = hashlib.shake_256(SIGNS_DOMAIN + len(row).to_bytes(4, "big") + packed).digest((dim + 7) // 8)
         patterns.append(bits_of(digest, dim) * 2 - 1)
     return torch.stack(patterns)[inverse].to(keys.device)

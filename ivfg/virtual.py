@@ -68,6 +68,9 @@ class VirtualFaces(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, 3, self.generator.resolution, self.generator.resolution)
 
 
+GENERATOR_SAMPLES = 10_000  # G's random latents that P's latents are compared with (spread, the typical prior)
+
+
 @torch.no_grad()
 def random_latents(generator: Generator, count: int, seed: int = 0, chunk: int = 1000) -> torch.Tensor:
     """w of `count` seeded random z through G's mapping network (no truncation), on the CPU."""
@@ -76,12 +79,15 @@ def random_latents(generator: Generator, count: int, seed: int = 0, chunk: int =
     return torch.cat([generator.mapping(z[i:i + chunk].to(device)).float().cpu() for i in range(0, count, chunk)])
 
 
+def mean_square(latents: torch.Tensor, w_avg: torch.Tensor) -> float:
+    """Mean (w - w_bar)^2 over latents and W's dimensions, on the CPU."""
+    return float((latents.float().cpu() - w_avg.float().cpu()).pow(2).mean())
+
+
 def spread_of(latents: torch.Tensor, generator_latents: torch.Tensor, w_avg: torch.Tensor) -> dict:
     """How far latents reach from w-bar: their mean (w - w_bar)^2 over that of G's random latents.
     Near 0, every face they render is close to the average face; far above 1, outside G's usual range."""
-    w_avg = w_avg.float().cpu()
-    p = float((latents.float().cpu() - w_avg).pow(2).mean())
-    g = float((generator_latents.float().cpu() - w_avg).pow(2).mean())
+    p, g = mean_square(latents, w_avg), mean_square(generator_latents, w_avg)
     return {"ratio": p / g, "projector": p, "generator": g}
 
 

@@ -34,11 +34,10 @@ from ivfg.evaluation.fid import inception_features
 from ivfg.fileio import write_torch
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
-from ivfg.virtual import VirtualFaces, random_latents
+from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, random_latents
 
 KEYED = ("set_a", "set_b", "other", "recovered")
 UNKEYED = ("original", "original_lowres", "pixelization", "blur")
-W_SAMPLES = 10_000  # G's random latents that the spread of P's latents is compared with
 
 
 @dataclass(frozen=True)
@@ -145,8 +144,8 @@ class FaceSets:
         return self._cached(("latents", repeat), make)
 
     def generator_latents(self) -> torch.Tensor:
-        """w of `W_SAMPLES` seeded random z through G's mapping network (no truncation)."""
-        return self._cached(("generator_latents",), lambda: random_latents(self.virtual.generator, W_SAMPLES, self.seed))
+        """w of `GENERATOR_SAMPLES` seeded random z through G's mapping network (no truncation)."""
+        return self._cached(("generator_latents",), lambda: random_latents(self.virtual.generator, GENERATOR_SAMPLES, self.seed))
 
     def encodings(self) -> torch.Tensor:
         """E(x) of the originals: computed once, reused under every key."""

@@ -25,7 +25,7 @@ from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
 from ivfg.keys import distinct_key_pairs
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
-from ivfg.virtual import VirtualFaces, random_latents
+from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, mean_square, random_latents
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -36,13 +36,9 @@ TRAINING_CODE = ("projector/network.py", "projector/loss.py", "projector/trainin
 NOT_SHAPING = ("log_steps", "checkpoint_steps", "val_images", "grid_identities", "device")
 
 
-TYPICAL_SAMPLES = 10_000  # G's random latents that set the 'typical' prior's distance
-
-
 def typical_square(virtual: VirtualFaces, seed: int) -> float:
     """The mean square of G's random (untruncated) latents around w_bar, per dimension."""
-    w_avg = virtual.generator.w_avg.float().cpu()
-    return float((random_latents(virtual.generator, TYPICAL_SAMPLES, seed) - w_avg).pow(2).mean())
+    return mean_square(random_latents(virtual.generator, GENERATOR_SAMPLES, seed), virtual.generator.w_avg)
 
 
 class CheckpointMismatch(IvfgError):

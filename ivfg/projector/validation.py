@@ -26,9 +26,7 @@ from ivfg.data.faceframe import to_frame
 from ivfg.evaluation.verification import pair_metrics
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
-from ivfg.virtual import VirtualFaces, random_latents, spread_of
-
-GENERATOR_SAMPLES = 10_000  # G's random latents that P's spread is compared with (as evaluate's)
+from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, random_latents, spread_of
 
 
 def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor, identities: list[str],
