@@ -262,6 +262,9 @@ class TrainConfig(Section):
     # distinct; reg_reduction does not apply).
     prior: Literal["w_bar", "typical"] = "w_bar"
     lr: float = Field(3e-4, gt=0, le=1)
+    # 'constant', or 'cosine': lr follows half a cosine from `lr` down to 0 at the last step, so the
+    # last epochs settle instead of oscillating between validation checks.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = Field(20, ge=1)
     batch: int = Field(16, ge=1, le=4096)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,14 @@ NOT_SHAPING = ("log_steps", "checkpoint_steps", "val_images", "grid_identities",
 def typical_square(virtual: VirtualFaces, seed: int) -> float:
     """The mean square of G's random (untruncated) latents around w_bar, per dimension."""
     return mean_square(random_latents(virtual.generator, GENERATOR_SAMPLES, seed), virtual.generator.w_avg)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The lr of step `step` (0-based) of `total_steps`: a function of the step alone, so resuming needs
+    no scheduler state."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 class CheckpointMismatch(IvfgError):
@@ -110,6 +119,10 @@ class ProjectorTrainer:
     def steps_per_epoch(self) -> int:
         return -(-self.per_epoch // self.cfg.batch)
 
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * self.steps_per_epoch
+
     # ----- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         write_torch(self.checkpoint_path, {
@@ -159,6 +172,8 @@ class ProjectorTrainer:
         total, stats = self.loss(quaternion, self.projector.w_avg)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.steps, self.total_steps)
         self.optimizer.step()
         self.steps += 1
         return stats
@@ -179,8 +194,7 @@ class ProjectorTrainer:
 
     def _train(self, stop_after_steps: int | None) -> None:
         session_start = time.perf_counter()
-        total_steps = self.cfg.epochs * self.steps_per_epoch
-        bar = tqdm(total=total_steps, initial=self.steps, unit="step", desc="train")
+        bar = tqdm(total=self.total_steps, initial=self.steps, unit="step", desc="train")
         done = window_steps = 0
         window_start = time.perf_counter()
         while not self.finished and not self.interrupted and (stop_after_steps is None or done < stop_after_steps):

@@ -10,7 +10,7 @@ from ivfg.config import TrainConfig
 from ivfg.gan.networks import Generator
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.network import Projector
-from ivfg.projector.training import CheckpointMismatch, ProjectorTrainer, training_settings
+from ivfg.projector.training import CheckpointMismatch, ProjectorTrainer, learning_rate, training_settings
 from ivfg.virtual import VirtualFaces
 
 STYLE = 32
@@ -99,17 +99,37 @@ def test_a_128_bit_key_changes_only_the_input_width(parts, tmp_path):
     assert trainer.steps == 1 and torch.isfinite(torch.tensor(trainer.curve[-1]["total"]))
 
 
-def test_resume_is_exact(parts, tmp_path):
-    whole = make_trainer(parts, tmp_path / "whole")
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_is_exact(parts, tmp_path, schedule):
+    whole = make_trainer(parts, tmp_path / "whole", lr_schedule=schedule)
     whole.train()
     assert whole.finished and whole.epoch == 2 and whole.steps == 6
-    first = make_trainer(parts, tmp_path / "split")
+    first = make_trainer(parts, tmp_path / "split", lr_schedule=schedule)
     first.train(stop_after_steps=4)  # stops mid-epoch 2, with a checkpoint
-    resumed = make_trainer(parts, tmp_path / "split")
+    resumed = make_trainer(parts, tmp_path / "split", lr_schedule=schedule)
     assert resumed.resume() and resumed.steps == 4 and resumed.epoch == 1
     resumed.train()
     assert same(state(whole.projector), state(resumed.projector))
     assert [r["total"] for r in whole.curve] == [r["total"] for r in resumed.curve]
+    # The last step ran at the schedule's last lr (for cosine, a small fraction of the first).
+    assert resumed.optimizer.param_groups[0]["lr"] == learning_rate(resumed.cfg, 5, 6)
+
+
+def test_the_cosine_schedule_falls_from_lr_to_zero_and_constant_stays():
+    constant, cosine = TrainConfig(lr=1e-3), TrainConfig(lr=1e-3, lr_schedule="cosine")
+    assert [learning_rate(constant, s, 10) for s in (0, 5, 9)] == [1e-3] * 3
+    rates = [learning_rate(cosine, s, 10) for s in range(11)]
+    assert rates[0] == 1e-3 and rates[5] == pytest.approx(5e-4) and rates[10] == pytest.approx(0, abs=1e-12)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_the_schedule_shapes_the_weights(parts, tmp_path):
+    constant = make_trainer(parts, tmp_path / "constant")
+    cosine = make_trainer(parts, tmp_path / "cosine", lr_schedule="cosine")
+    for trainer in (constant, cosine):
+        trainer.train(stop_after_steps=3)
+    assert not same(state(constant.projector), state(cosine.projector))
+    assert constant.settings["lr_schedule"] == "constant" and cosine.settings["lr_schedule"] == "cosine"
 
 
 def test_ctrl_c_finishes_the_step_checkpoints_and_resume_is_exact(parts, tmp_path):
