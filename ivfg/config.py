@@ -255,6 +255,10 @@ class TrainConfig(Section):
     key_input: Literal["concat", "signs"] = "concat"
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
+    # Which different people L_inter keeps apart: 'triplet' (the paper: x1 and y, each triplet under its
+    # own k1) or 'batch' (one k1 for the whole batch, and every pair of different people rendered under
+    # it: the case of Set-B and of `ivfg compare` with one key, with 3B(3B-1)/2 pairs instead of B).
+    inter_pairs: Literal["triplet", "batch"] = "triplet"
     # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.
     reg_reduction: Literal["mean", "sum"] = "mean"
     # What L_reg penalises: 'w_bar' (the paper: any distance from w_bar, so it also pulls distinct people

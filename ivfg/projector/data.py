@@ -22,6 +22,13 @@ def index_triplets(triplets: list[tuple[str, str, str]]) -> tuple[list[str], tor
     return images, torch.tensor([[position[i] for i in t] for t in triplets], dtype=torch.long)
 
 
+def identity_indices(images: list[str]) -> torch.Tensor:
+    """Each image's identity as an integer: the name of its folder (images/<identity>/<file>)."""
+    names = [Path(image).parent.name for image in images]
+    number = {name: i for i, name in enumerate(sorted(set(names)))}
+    return torch.tensor([number[name] for name in names], dtype=torch.long)
+
+
 def content_key(name: str, aligned_dir: Path, images: list[str]) -> str:
     digest = hashlib.sha256(name.encode())
     for image in images:

@@ -6,6 +6,8 @@ features and the realism prior on w. One object owns how the weighted terms comb
     L_con   = L_emb(R(T(x1,k1)), R(T(x1,k2)), -1)  diversity: another key, another identity
     L_intra = L_emb(R(T(x1,k1)), R(T(x2,k1)), +1)  identifiability: one person, one key, one identity
     L_inter = L_emb(R(T(x1,k1)), R(T(y,k1)), -1)   separability: other people stay apart
+            = mean over every pair of different people rendered under k1 in the batch, when the batch
+              shares one k1 (`train.inter_pairs: batch`): Set-B's case, 3B(3B-1)/2 pairs instead of B
     L_reg   = ||w - w_bar||^2                       realism: stay near the average latent (prior 'w_bar')
             = max(0, mean (w - w_bar)^2 / s^2 - 1)^2    or only beyond G's typical distance s (prior 'typical')
 """
@@ -46,6 +48,18 @@ class Quaternion:
     x2_k1: torch.Tensor     # R(T(x2, k1))
     y_k1: torch.Tensor      # R(T(y, k1))
     latents: torch.Tensor   # every w that made them, (n, style_dim)
+    # With one k1 for the whole batch: the identity of each face rendered under it (x1 | x2 | y), so
+    # that L_inter reaches every pair of different people; None when each triplet drew its own k1.
+    identities: torch.Tensor | None = None
+
+
+def inter_loss(q: Quaternion, margin: float) -> torch.Tensor:
+    """L_inter: the paper's pair (x1, y) per triplet, or every pair of different people under the shared k1."""
+    if q.identities is None:
+        return embedding_loss(q.x1_k1, q.y_k1, False, margin).mean()
+    features = F.normalize(torch.cat([q.x1_k1, q.x2_k1, q.y_k1]).float(), dim=-1)
+    apart = (q.identities[:, None] != q.identities[None, :]).triu(1)
+    return ((features @ features.T)[apart] - margin).clamp(min=0).mean()
 
 
 class IvfgLoss:
@@ -63,7 +77,7 @@ class IvfgLoss:
             "pri": embedding_loss(q.x1_k1, q.real_x1, False, m).mean(),
             "con": embedding_loss(q.x1_k1, q.x1_k2, False, m).mean(),
             "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m).mean(),
-            "inter": embedding_loss(q.x1_k1, q.y_k1, False, m).mean(),
+            "inter": inter_loss(q, m),
             "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),
         }
 

@@ -18,7 +18,7 @@ from ivfg.errors import InputError
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, index_triplets
+from ivfg.projector.data import frozen_embeddings, identity_indices, index_triplets
 from ivfg.projector.network import Projector
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, calibrate_virtual_threshold, choose_validation_faces
@@ -120,7 +120,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     run.log_params({"eval_threshold": threshold, "train_triplets": len(table), "train_faces": len(images),
                     "val_faces": len(val_rows), "device": str(device)})
     trainer = ProjectorTrainer(cfg, virtual, recognizer, enc_emb, rec_emb, table, paths.run_dir, device, settings,
-                               log_metrics=run.log_metrics, end_of_epoch=end_of_epoch)
+                               log_metrics=run.log_metrics, end_of_epoch=end_of_epoch,
+                               identities=identity_indices(images))
     trainer.resume()
     remember_run(run, paths.run_dir / "mlflow_run_id")
     trainer.train(stop_after_steps=stop_after_steps)

@@ -24,15 +24,15 @@ from ivfg.device import autocast_for
 from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
-from ivfg.keys import distinct_key_pairs
+from ivfg.keys import distinct_key_pairs, other_keys, random_keys
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
 from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, mean_square, random_latents
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parents[1]
 # The code that shapes P's weights (not the code that only measures them, such as validation.py).
-TRAINING_CODE = ("projector/network.py", "projector/loss.py", "projector/training.py", "keys.py", "virtual.py",
-                 "gan/networks.py", "models/recognizers.py", "models/onnx_port.py")
+TRAINING_CODE = ("projector/network.py", "projector/loss.py", "projector/training.py", "projector/data.py",
+                 "keys.py", "virtual.py", "gan/networks.py", "models/recognizers.py", "models/onnx_port.py")
 # Settings that cannot change the trained weights: a checkpoint made under other values is resumed.
 NOT_SHAPING = ("log_steps", "checkpoint_steps", "val_images", "grid_identities", "device")
 
@@ -75,15 +75,19 @@ class ProjectorTrainer:
     def __init__(self, cfg: TrainConfig, virtual: VirtualFaces, recognizer, encoder_embeddings: torch.Tensor,
                  recognizer_embeddings: torch.Tensor, triplets: torch.Tensor, run_dir: Path, device: torch.device,
                  settings: dict, log_metrics: Callable[[dict, int], None] | None = None,
-                 end_of_epoch: Callable[[int], dict] | None = None):
-        """triplets: (T, 3) indices into the embeddings' rows (x1, x2, y)."""
+                 end_of_epoch: Callable[[int], dict] | None = None, identities: torch.Tensor | None = None):
+        """triplets: (T, 3) indices into the embeddings' rows (x1, x2, y); identities: each row's identity
+        (integers), needed by `inter_pairs: batch` to tell which faces of a batch are different people."""
         if triplets.dim() != 2 or triplets.shape[1] != 3 or len(triplets) == 0:
             raise ValueError(f"need a non-empty (T, 3) table of triplets, got shape {tuple(triplets.shape)}")
+        if cfg.inter_pairs == "batch" and (identities is None or len(identities) != len(encoder_embeddings)):
+            raise ValueError("train.inter_pairs 'batch' needs the identity of every embedding row")
         self.cfg, self.device, self.run_dir = cfg, device, Path(run_dir)
         self.virtual, self.recognizer = virtual, recognizer
         self.encoder_embeddings = encoder_embeddings.to(device)
         self.recognizer_embeddings = recognizer_embeddings.to(device)
         self.triplets = triplets
+        self.identities = None if identities is None else identities.to(device)
         self.settings = settings
         self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction,
                              typical_square(virtual, cfg.seed) if cfg.prior == "typical" else None)
@@ -156,9 +160,16 @@ class ProjectorTrainer:
         return True
 
     # ----- one step ----------------------------------------------------------------------------------
+    def draw_keys(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k1 and k2 != k1 per triplet; with `inter_pairs: batch`, one k1 shared by the whole batch."""
+        if self.cfg.inter_pairs == "triplet":
+            return distinct_key_pairs(count, self.cfg.key_bits, self.rng)
+        k1 = random_keys(1, self.cfg.key_bits, self.rng).expand(count, -1).contiguous()
+        return k1, other_keys(k1, self.rng)
+
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         x1, x2, y = batch.to(self.device).unbind(1)
-        k1, k2 = (k.to(self.device) for k in distinct_key_pairs(len(batch), self.cfg.key_bits, self.rng))
+        k1, k2 = (k.to(self.device) for k in self.draw_keys(len(batch)))
         e = self.encoder_embeddings
         embeddings = torch.cat([e[x1], e[x1], e[x2], e[y]])
         keys = torch.cat([k1, k2, k1, k1])
@@ -168,7 +179,8 @@ class ProjectorTrainer:
             faces = self.virtual.render(latents)
             features = self.recognizer.embed(faces).float()
         x1_k1, x1_k2, x2_k1, y_k1 = features.chunk(4)
-        quaternion = Quaternion(self.recognizer_embeddings[x1], x1_k1, x1_k2, x2_k1, y_k1, latents)
+        identities = None if self.cfg.inter_pairs == "triplet" else self.identities[torch.cat([x1, x2, y])]
+        quaternion = Quaternion(self.recognizer_embeddings[x1], x1_k1, x1_k2, x2_k1, y_k1, latents, identities)
         total, stats = self.loss(quaternion, self.projector.w_avg)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

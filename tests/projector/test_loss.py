@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ivfg.config import LossWeights
-from ivfg.projector.loss import IvfgLoss, Quaternion, embedding_loss, latent_prior
+from ivfg.projector.loss import IvfgLoss, Quaternion, embedding_loss, inter_loss, latent_prior
 
 
 def unit(angle_degrees: float) -> torch.Tensor:
@@ -59,6 +59,24 @@ def test_each_term_and_the_weighted_total_by_hand():
     by_hand = 0.1 * 0.1 + expected["con"] + 1.0 + 0.0 + 20 * 1.5
     assert total.item() == pytest.approx(by_hand, abs=1e-5)
     assert stats["total"] == pytest.approx(by_hand, abs=1e-5) and stats["intra"] == pytest.approx(1.0)
+
+
+def test_inter_over_the_batch_reaches_every_pair_of_different_people_under_the_shared_key():
+    # Two triplets: x1 = x2 = person 0 / person 1, y = person 1 / person 0 (rows x1 | x2 | y).
+    features = {"x1_k1": torch.cat([unit(0), unit(60)]), "x2_k1": torch.cat([unit(10), unit(50)]),
+                "y_k1": torch.cat([unit(50), unit(0)])}
+    q = Quaternion(real_x1=torch.zeros(2, 3), x1_k2=torch.zeros(2, 3), latents=torch.zeros(2, 2),
+                   identities=torch.tensor([0, 1, 0, 1, 1, 0]), **features)
+    angles = [0, 60, 10, 50, 50, 0]
+    ids = [0, 1, 0, 1, 1, 0]
+    pairs = [max(0.0, math.cos(math.radians(angles[i] - angles[j])) - 0.4)
+             for i in range(6) for j in range(i + 1, 6) if ids[i] != ids[j]]
+    assert len(pairs) == 9  # 3 faces of each person: 3 x 3 pairs of different people
+    assert inter_loss(q, 0.4).item() == pytest.approx(sum(pairs) / 9, abs=1e-6)
+    # The paper's form reads only (x1, y) of each triplet: here y_k1 of triplet 0 is x1's 50° away.
+    paper = Quaternion(**{**q.__dict__, "identities": None})
+    expected = (math.cos(math.radians(50)) - 0.4 + math.cos(math.radians(60)) - 0.4) / 2
+    assert inter_loss(paper, 0.4).item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_a_zero_weight_removes_its_term():

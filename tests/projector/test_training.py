@@ -14,6 +14,7 @@ from ivfg.projector.training import CheckpointMismatch, ProjectorTrainer, learni
 from ivfg.virtual import VirtualFaces
 
 STYLE = 32
+IDENTITIES = torch.tensor([0, 0, 1, 2, 2, 3, 4, 4, 5, 6, 6, 7])  # of the 12 embedding rows: triplets (x1, x2, y)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def make_trainer(parts, tmp_path, **overrides) -> ProjectorTrainer:
     projector.w_avg.copy_(generator.w_avg)
     virtual = VirtualFaces(encoder, projector, generator)
     return ProjectorTrainer(cfg, virtual, recognizer, embeddings, embeddings, triplets, tmp_path, torch.device("cpu"),
-                            training_settings(cfg, generator="g"))
+                            training_settings(cfg, generator="g"), identities=IDENTITIES)
 
 
 def state(module: torch.nn.Module) -> dict:
@@ -97,6 +98,21 @@ def test_a_128_bit_key_changes_only_the_input_width(parts, tmp_path):
     assert trainer.projector.mlp[0].in_features == 128 + 128
     trainer.train(stop_after_steps=1)
     assert trainer.steps == 1 and torch.isfinite(torch.tensor(trainer.curve[-1]["total"]))
+
+
+def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
+    trainer = make_trainer(parts, tmp_path, inter_pairs="batch")
+    k1, k2 = trainer.draw_keys(5)
+    assert (k1 == k1[0]).all() and ((k1 != k2).any(1)).all()
+    paper = make_trainer(parts, tmp_path / "paper")
+    k1, k2 = paper.draw_keys(64)
+    assert len(torch.unique(k1, dim=0)) > 1 and ((k1 != k2).any(1)).all()
+    trainer.train(stop_after_steps=2)
+    assert trainer.steps == 2 and torch.isfinite(torch.tensor(trainer.curve[-1]["inter"]))
+    generator, encoder, recognizer, embeddings, triplets = parts
+    with pytest.raises(ValueError, match="identity of every embedding row"):
+        ProjectorTrainer(TrainConfig(inter_pairs="batch"), trainer.virtual, recognizer, embeddings, embeddings,
+                         triplets, tmp_path / "x", torch.device("cpu"), {})
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
