@@ -61,7 +61,9 @@ def main() -> None:
         mean = {k: float(np.mean([d[k] for d in draws])) for k in
                 ("eer", "set_b_eer", "set_b_genuine_accepted", "set_b_impostor_rejected")}
         print(json.dumps({"revision": rev, "faces": draws[0]["faces"], "key_draws": len(draws),
-                          "set_a_eer": mean["eer"], **{k: v for k, v in mean.items() if k != "eer"}}), flush=True)
+                          "set_a_eer": mean["eer"], **{k: v for k, v in mean.items() if k != "eer"},
+                          "per_draw": {"set_a_eer": [d["eer"] for d in draws],
+                                       "set_b_eer": [d["set_b_eer"] for d in draws]}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ On a clip (yours with --clip, or one built like the test suite's from LFW photos
 - flicker: the mean absolute frame-to-frame change inside the faces' boxes, output over input;
 - colour step: the mean absolute difference across the pasted face's border (just inside against just
   outside), with the virtual face in its generator's colours and matched to the photo's;
+- audio: whether the output's audio packets are the input's, byte for byte (None without audio);
 - throughput: frames/s of `ivfg anonymize` and, in the same run on the same clip, of `deface` (PyPI;
   CenterFace detection and blurring), the tool people compare anonymizers with.
 
@@ -85,6 +86,16 @@ def frames_of(path: Path) -> list[Image.Image]:
 
     with av.open(str(path)) as container:
         return [f.to_image() for f in container.decode(video=0)]
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    """The payloads of the first audio stream's packets (empty without one)."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(packet) for packet in container.demux(container.streams.audio[0]) if packet.size]
 
 
 def measure(original: list[Image.Image], output: list[Image.Image], tool: Anonymizer, recognizer, tau: float,
@@ -209,6 +220,8 @@ def main() -> None:
     recognizer = build_recognizer(info["eval_recognizer"], device)
     original, output = frames_of(clip), frames_of(out)
     figures.update(measure(original, output, tool, recognizer, tau, tau_v))
+    audio_in, audio_out = audio_packets(clip), audio_packets(out)
+    figures.update(audio_packets=len(audio_in), audio_kept=audio_in == audio_out if audio_in else None)
     first = next((p for p in original if tool.find_faces(p)), None)
     if first is not None:
         plain = Anonymizer(virtual, tool.mtcnn, device, colour_match=False)
