@@ -285,7 +285,9 @@ def test_an_interrupted_run_under_changed_settings_is_refused_naming_the_key(pro
                   {**env, "PYTHONUNBUFFERED": "1"})
     assert "stopped at epoch 0 of 2, step 1; rerun to resume" in stopped
     params = (root / "params.yaml").read_text()
-    (root / "params.yaml").write_text(params.replace("margin: 0.4", "margin: 0.3"))
+    changed, n = re.subn(r"(?m)^(  margin:) [0-9.]+", r"\1 0.35", params)
+    assert n == 1, "params.yaml's train.margin line not found"
+    (root / "params.yaml").write_text(changed)
     refused = subprocess.run([sys.executable, "stages/train.py"], cwd=root, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     (root / "params.yaml").write_text(params)
