@@ -72,9 +72,11 @@ def other_keys(keys: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mask[zero] = random_keys(int(zero.sum()), bits, generator)
 
 
-def distinct_key_pairs(count: int, bits: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two (count, bits) batches of uniform keys with k1[i] != k2[i] for every i (Algorithm 1)."""
-    k1 = random_keys(count, bits, generator)
+def distinct_key_pairs(count: int, bits: int, generator: torch.Generator,
+                       shared_k1: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (count, bits) batches of uniform keys with k1[i] != k2[i] for every i (Algorithm 1);
+    `shared_k1`: one k1 for the whole batch (everyone under one key, Set-B's case), each k2 its own."""
+    k1 = random_keys(1 if shared_k1 else count, bits, generator).expand(count, -1).contiguous()
     return k1, other_keys(k1, generator)
 
 

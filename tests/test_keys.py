@@ -30,6 +30,17 @@ def test_key_pairs_always_differ(bits):
     assert set(k2.unique().tolist()) <= {0.0, 1.0}
 
 
+@pytest.mark.parametrize("bits", [2, 8, 128])
+def test_a_shared_k1_is_one_key_for_the_batch_and_each_k2_differs_from_it(bits):
+    k1, k2 = distinct_key_pairs(3000, bits, torch.Generator().manual_seed(2), shared_k1=True)
+    assert k1.shape == k2.shape == (3000, bits)
+    assert (k1 == k1[0]).all()
+    assert ((k1 != k2).any(dim=1)).all()
+    if bits == 2:  # every other key turns up as a k2
+        assert len(set(map(tuple, k2.tolist()))) == 3
+    assert not torch.equal(k1, distinct_key_pairs(3000, bits, torch.Generator().manual_seed(2))[0])
+
+
 @pytest.mark.parametrize("bits", [3, 8, 64])
 def test_distinct_keys_never_repeat(bits):
     count = min(2 ** bits, 300)

@@ -24,7 +24,7 @@ from ivfg.device import autocast_for
 from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
-from ivfg.keys import distinct_key_pairs, other_keys, random_keys
+from ivfg.keys import distinct_key_pairs
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
 from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, mean_square, random_latents
 
@@ -162,10 +162,7 @@ class ProjectorTrainer:
     # ----- one step ----------------------------------------------------------------------------------
     def draw_keys(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """k1 and k2 != k1 per triplet; with `inter_pairs: batch`, one k1 shared by the whole batch."""
-        if self.cfg.inter_pairs == "triplet":
-            return distinct_key_pairs(count, self.cfg.key_bits, self.rng)
-        k1 = random_keys(1, self.cfg.key_bits, self.rng).expand(count, -1).contiguous()
-        return k1, other_keys(k1, self.rng)
+        return distinct_key_pairs(count, self.cfg.key_bits, self.rng, shared_k1=self.cfg.inter_pairs == "batch")
 
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         x1, x2, y = batch.to(self.device).unbind(1)
