@@ -185,6 +185,8 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
        "--seconds", "0.1")
     out = go("benchmarks/validation_sets.py", "workspace", "--key-draws", "1")
     assert '"set_b_eer"' in out and '"set_a_eer"' in out
+    out = go("benchmarks/identity_range.py", "workspace", "--people", "8", "--key-draws", "1")
+    assert '"eer_full"' in out and '"set": "generator"' in out and '"set": "one key"' in out
     out = go("benchmarks/video_quality.py", "--model", "models/ivfg.pt", "--lfw", lfw_subset.archive, "--width", "320",
              "--seconds", "1", "--no-deface")
     assert '"identity_consistency"' in out and '"ivfg_frames_per_second"' in out
