@@ -26,6 +26,7 @@ from ivfg.config import load_params
 from ivfg.data.files import load_faces, read_split
 from ivfg.evaluation.verification import verification_metrics
 from ivfg.gan.export import load_generator
+from ivfg.gan.metrics import to_unit
 from ivfg.keys import random_keys
 from ivfg.models.recognizers import resize
 from ivfg.models.registry import build_recognizer
@@ -62,20 +63,22 @@ def main() -> None:
     faces = load_faces(Path("data/aligned"), [r["image"] for r in val]).float() / 255
     emb_full = embed_images(recognizer, faces)
     full = verification_metrics(same, pair_scores(recognizer, emb_full))
-    small = resize(resize(faces, generator.resolution), faces.shape[-1])
-    low = verification_metrics(same, pair_scores(recognizer, embed_images(recognizer, small)))
+    low = verification_metrics(same, pair_scores(recognizer, embed_images(recognizer, resize(faces, generator.resolution))))
     threshold = float(full["eer_threshold"])
     print(json.dumps({"recognizer": models.train_recognizer, "faces": len(val), "threshold": round(threshold, 4),
                       "eer_full": round(float(full["eer"]), 4),
                       f"eer_{generator.resolution}px": round(float(low["eer"]), 4)}), flush=True)
 
-    first = sorted({r["identity"]: i for i, r in reversed(list(enumerate(val)))}.values())[: args.people]
+    first_face: dict[str, int] = {}
+    for i, row in enumerate(val):
+        first_face.setdefault(row["identity"], i)
+    first = list(first_face.values())[: args.people]
     print(json.dumps({"set": "real", **apart(recognizer, emb_full[first], threshold)}), flush=True)
     with torch.no_grad():
         z = torch.randn(len(first), generator.style_dim, generator=torch.Generator().manual_seed(1))
         samples = torch.cat([generator(z[i:i + 64]) for i in range(0, len(z), 64)])
-    print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, (samples.clamp(-1, 1) + 1) / 2),
-                                                  threshold)}), flush=True)
+    print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, to_unit(samples)), threshold)}),
+          flush=True)
 
     embeddings = frozen_embeddings(encoder, Path("data/aligned"), [val[i]["image"] for i in first], 32, "cpu",
                                    Path("runs/train/embeddings"))
