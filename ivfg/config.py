@@ -255,6 +255,12 @@ class TrainConfig(Section):
     key_input: Literal["concat", "signs"] = "concat"
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
+    # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,
+    # apart from how far L_pri and L_con push a face from its real person and from its other keys.
+    inter_margin: float | None = Field(None, ge=-1, le=1)
+    # L_intra = max(0, intra_margin - cos): 1 is the paper's 1 - cos, which pulls one person's faces
+    # together until they are identical; less stops pulling once they are that close.
+    intra_margin: float = Field(1.0, gt=-1, le=1)
     # Which different people L_inter keeps apart: 'triplet' (the paper: x1 and y, each triplet under its
     # own k1) or 'batch' (one k1 for the whole batch, and every pair of different people rendered under
     # it: the case of Set-B and of `ivfg compare` with one key, with 3B(3B-1)/2 pairs instead of B).

@@ -5,6 +5,7 @@ features and the realism prior on w. One object owns how the weighted terms comb
     L_pri   = L_emb(R(T(x1,k1)), R(x1), -1)        anonymity: far from the real person
     L_con   = L_emb(R(T(x1,k1)), R(T(x1,k2)), -1)  diversity: another key, another identity
     L_intra = L_emb(R(T(x1,k1)), R(T(x2,k1)), +1)  identifiability: one person, one key, one identity
+            = max(0, m+ - cos) with `intra_margin` m+ < 1: no pull once the two faces are that close
     L_inter = L_emb(R(T(x1,k1)), R(T(y,k1)), -1)   separability: other people stay apart
             = mean over every pair of different people rendered under k1 in the batch, when the batch
               shares one k1 (`train.inter_pairs: batch`): Set-B's case, 3B(3B-1)/2 pairs instead of B
@@ -23,10 +24,14 @@ from ivfg.config import LossWeights
 TERMS = ("pri", "con", "intra", "inter", "reg")
 
 
-def embedding_loss(f1: torch.Tensor, f2: torch.Tensor, same: bool, margin: float) -> torch.Tensor:
-    """PyTorch's CosineEmbeddingLoss per pair: 1 - cos for a pair that should match, max(0, cos - m) else."""
+def embedding_loss(f1: torch.Tensor, f2: torch.Tensor, same: bool, margin: float,
+                   same_margin: float = 1.0) -> torch.Tensor:
+    """PyTorch's CosineEmbeddingLoss per pair: 1 - cos for a pair that should match, max(0, cos - m) else;
+    with same_margin m+ < 1 a matching pair costs max(0, m+ - cos) instead."""
     cos = F.cosine_similarity(f1.float(), f2.float(), dim=-1)
-    return 1 - cos if same else (cos - margin).clamp(min=0)
+    if same:
+        return 1 - cos if same_margin >= 1 else (same_margin - cos).clamp(min=0)
+    return (cos - margin).clamp(min=0)
 
 
 def latent_prior(w: torch.Tensor, w_avg: torch.Tensor, reduction: str, typical: float | None = None) -> torch.Tensor:
@@ -64,10 +69,13 @@ def inter_loss(q: Quaternion, margin: float) -> torch.Tensor:
 
 class IvfgLoss:
     def __init__(self, weights: LossWeights, margin: float = 0.4, reg_reduction: str = "mean",
-                 typical: float | None = None):
-        """typical: the mean square of G's random latents around w_bar, for the 'typical' prior."""
+                 typical: float | None = None, inter_margin: float | None = None, intra_margin: float = 1.0):
+        """typical: the mean square of G's random latents around w_bar, for the 'typical' prior;
+        inter_margin: L_inter's margin (None: `margin`); intra_margin: L_intra's m+ (1: 1 - cos)."""
         self.weights = {name: float(getattr(weights, name)) for name in TERMS}
         self.margin = margin
+        self.inter_margin = margin if inter_margin is None else inter_margin
+        self.intra_margin = intra_margin
         self.reg_reduction = reg_reduction
         self.typical = typical
 
@@ -76,8 +84,8 @@ class IvfgLoss:
         return {
             "pri": embedding_loss(q.x1_k1, q.real_x1, False, m).mean(),
             "con": embedding_loss(q.x1_k1, q.x1_k2, False, m).mean(),
-            "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m).mean(),
-            "inter": inter_loss(q, m),
+            "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m, self.intra_margin).mean(),
+            "inter": inter_loss(q, self.inter_margin),
             "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),
         }
 

@@ -134,3 +134,21 @@ def test_the_typical_prior_takes_gs_own_spread(tmp_path):
     assert ProjectorTrainer(TrainConfig(epochs=1, batch=2), virtual, build_recognizer("sface"), torch.randn(3, 128),
                             torch.randn(3, 128), torch.tensor([[0, 1, 2]]), tmp_path / "b", torch.device("cpu"),
                             settings={}).loss.typical is None
+
+
+def test_inter_and_intra_margins_of_their_own():
+    # x1_k1 at 0°, x2_k1 at 90°, y_k1 at 180° (see quaternion()); make y 45° away and x2 30° away.
+    q = Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(30), x2_k1=unit(30), y_k1=unit(45),
+                   latents=torch.zeros(1, 2))
+    shared = IvfgLoss(LossWeights(), margin=0.4).terms(q, torch.zeros(2))
+    own = IvfgLoss(LossWeights(), margin=0.4, inter_margin=0.2, intra_margin=0.8).terms(q, torch.zeros(2))
+    cos30, cos45 = math.cos(math.radians(30)), math.cos(math.radians(45))
+    assert shared["inter"].item() == pytest.approx(cos45 - 0.4, abs=1e-6)
+    assert own["inter"].item() == pytest.approx(cos45 - 0.2, abs=1e-6)
+    assert shared["intra"].item() == pytest.approx(1 - cos30, abs=1e-6)
+    assert own["intra"].item() == pytest.approx(0.0, abs=1e-7)        # cos 30° = 0.87 is past m+ = 0.8
+    # L_pri and L_con keep the shared margin.
+    assert own["con"].item() == pytest.approx(shared["con"].item()) == pytest.approx(cos30 - 0.4, abs=1e-6)
+    further = Quaternion(**{**q.__dict__, "x2_k1": unit(60)})
+    pulled = IvfgLoss(LossWeights(), intra_margin=0.8).terms(further, torch.zeros(2))["intra"]
+    assert pulled.item() == pytest.approx(0.8 - 0.5, abs=1e-6)        # cos 60° = 0.5 falls short of 0.8
