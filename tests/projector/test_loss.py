@@ -137,7 +137,7 @@ def test_the_typical_prior_takes_gs_own_spread(tmp_path):
 
 
 def test_inter_and_intra_margins_of_their_own():
-    # x1_k1 at 0°, x2_k1 at 90°, y_k1 at 180° (see quaternion()); make y 45° away and x2 30° away.
+    # x1_k1 at 0°, x2_k1 (the same person) at 30°, y_k1 (another person) at 45°.
     q = Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(30), x2_k1=unit(30), y_k1=unit(45),
                    latents=torch.zeros(1, 2))
     shared = IvfgLoss(LossWeights(), margin=0.4).terms(q, torch.zeros(2))
