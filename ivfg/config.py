@@ -265,6 +265,11 @@ class TrainConfig(Section):
     # own k1) or 'batch' (one k1 for the whole batch, and every pair of different people rendered under
     # it: the case of Set-B and of `ivfg compare` with one key, with 3B(3B-1)/2 pairs instead of B).
     inter_pairs: Literal["triplet", "batch"] = "triplet"
+    # Which other person L_inter pushes x1's virtual face away from: 'random' (the triplet's own y, the
+    # paper) or 'hard': of `negative_pool` random faces of other people, the one whose real face the
+    # training recognizer finds most like x1's, because similar-looking people are Set-B's errors.
+    negatives: Literal["random", "hard"] = "random"
+    negative_pool: int = Field(16, ge=2, le=100_000)
     # How ||w - w_bar||^2 is reduced over W's dimensions: 'mean' (the per-dimension average) or 'sum'.
     reg_reduction: Literal["mean", "sum"] = "mean"
     # What L_reg penalises: 'w_bar' (the paper: any distance from w_bar, so it also pulls distinct people

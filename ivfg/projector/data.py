@@ -52,3 +52,16 @@ def frozen_embeddings(recognizer: Recognizer, aligned_dir: Path, images: list[st
     if cache is not None:
         write_torch(cache, out)
     return out
+
+
+def hard_negatives(features: torch.Tensor, identities: torch.Tensor, anchors: torch.Tensor,
+                   fallback: torch.Tensor, pool: int, generator: torch.Generator) -> torch.Tensor:
+    """For each anchor row, the most alike (cosine of `features`) of `pool` rows drawn at random among
+    every face, other people's only; `fallback` where the draw held none of another person."""
+    drawn = torch.randint(len(features), (len(anchors), pool), generator=generator).to(anchors.device)
+    unit = torch.nn.functional.normalize(features.float(), dim=-1)
+    alike = (unit[anchors][:, None, :] * unit[drawn]).sum(-1)
+    other = identities[drawn] != identities[anchors][:, None]
+    alike = alike.masked_fill(~other, float("-inf"))
+    chosen = drawn.gather(1, alike.argmax(1, keepdim=True)).squeeze(1)
+    return torch.where(other.any(1), chosen, fallback)

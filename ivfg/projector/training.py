@@ -25,6 +25,7 @@ from ivfg.errors import IvfgError
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.interrupt import finish_step_on_ctrl_c
 from ivfg.keys import distinct_key_pairs
+from ivfg.projector.data import hard_negatives
 from ivfg.projector.loss import TERMS, IvfgLoss, Quaternion
 from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, mean_square, random_latents
 
@@ -80,8 +81,10 @@ class ProjectorTrainer:
         (integers), needed by `inter_pairs: batch` to tell which faces of a batch are different people."""
         if triplets.dim() != 2 or triplets.shape[1] != 3 or len(triplets) == 0:
             raise ValueError(f"need a non-empty (T, 3) table of triplets, got shape {tuple(triplets.shape)}")
-        if cfg.inter_pairs == "batch" and (identities is None or len(identities) != len(encoder_embeddings)):
-            raise ValueError("train.inter_pairs 'batch' needs the identity of every embedding row")
+        needs_identities = cfg.inter_pairs == "batch" or cfg.negatives == "hard"
+        if needs_identities and (identities is None or len(identities) != len(encoder_embeddings)):
+            raise ValueError("train.inter_pairs 'batch' and train.negatives 'hard' need the identity of every "
+                             "embedding row")
         self.cfg, self.device, self.run_dir = cfg, device, Path(run_dir)
         self.virtual, self.recognizer = virtual, recognizer
         self.encoder_embeddings = encoder_embeddings.to(device)
@@ -168,6 +171,8 @@ class ProjectorTrainer:
     def step(self, batch: torch.Tensor) -> dict[str, float]:
         x1, x2, y = batch.to(self.device).unbind(1)
         k1, k2 = (k.to(self.device) for k in self.draw_keys(len(batch)))
+        if self.cfg.negatives == "hard":
+            y = hard_negatives(self.recognizer_embeddings, self.identities, x1, y, self.cfg.negative_pool, self.rng)
         e = self.encoder_embeddings
         embeddings = torch.cat([e[x1], e[x1], e[x2], e[y]])
         keys = torch.cat([k1, k2, k1, k1])

@@ -115,14 +115,15 @@ def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
                          triplets, tmp_path / "x", torch.device("cpu"), {})
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_resume_is_exact(parts, tmp_path, schedule):
-    whole = make_trainer(parts, tmp_path / "whole", lr_schedule=schedule)
+@pytest.mark.parametrize("options", [{"lr_schedule": "constant"}, {"lr_schedule": "cosine"},
+                                     {"negatives": "hard", "negative_pool": 4}])
+def test_resume_is_exact(parts, tmp_path, options):
+    whole = make_trainer(parts, tmp_path / "whole", **options)
     whole.train()
     assert whole.finished and whole.epoch == 2 and whole.steps == 6
-    first = make_trainer(parts, tmp_path / "split", lr_schedule=schedule)
+    first = make_trainer(parts, tmp_path / "split", **options)
     first.train(stop_after_steps=4)  # stops mid-epoch 2, with a checkpoint
-    resumed = make_trainer(parts, tmp_path / "split", lr_schedule=schedule)
+    resumed = make_trainer(parts, tmp_path / "split", **options)
     assert resumed.resume() and resumed.steps == 4 and resumed.epoch == 1
     resumed.train()
     assert same(state(whole.projector), state(resumed.projector))
@@ -137,6 +138,20 @@ def test_the_cosine_schedule_falls_from_lr_to_zero_and_constant_stays():
     rates = [learning_rate(cosine, s, 10) for s in range(11)]
     assert rates[0] == 1e-3 and rates[5] == pytest.approx(5e-4) and rates[10] == pytest.approx(0, abs=1e-12)
     assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_hard_negatives_change_which_other_person_l_inter_sees(parts, tmp_path):
+    paper = make_trainer(parts, tmp_path / "paper")
+    hard = make_trainer(parts, tmp_path / "hard", negatives="hard", negative_pool=8)
+    for trainer in (paper, hard):
+        trainer.train(stop_after_steps=3)
+    assert [r["intra"] for r in paper.curve][:1] == [r["intra"] for r in hard.curve][:1]  # same first batch and keys
+    assert [r["inter"] for r in paper.curve] != [r["inter"] for r in hard.curve]
+    assert hard.settings["negatives"] == "hard" and hard.settings["negative_pool"] == 8
+    generator, encoder, recognizer, embeddings, triplets = parts
+    with pytest.raises(ValueError, match="identity of every embedding row"):
+        ProjectorTrainer(TrainConfig(negatives="hard"), hard.virtual, recognizer, embeddings, embeddings,
+                         triplets, tmp_path / "x", torch.device("cpu"), {})
 
 
 def test_the_schedule_shapes_the_weights(parts, tmp_path):
