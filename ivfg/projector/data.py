@@ -59,8 +59,9 @@ def hard_negatives(features: torch.Tensor, identities: torch.Tensor, anchors: to
     """For each anchor row, the most alike (cosine of `features`) of `pool` rows drawn at random among
     every face, other people's only; `fallback` where the draw held none of another person."""
     drawn = torch.randint(len(features), (len(anchors), pool), generator=generator).to(anchors.device)
-    unit = torch.nn.functional.normalize(features.float(), dim=-1)
-    alike = (unit[anchors][:, None, :] * unit[drawn]).sum(-1)
+    # Only the rows drawn are normalised: the whole table would be redone at every training step.
+    unit = torch.nn.functional.normalize
+    alike = (unit(features[anchors].float(), dim=-1)[:, None, :] * unit(features[drawn].float(), dim=-1)).sum(-1)
     other = identities[drawn] != identities[anchors][:, None]
     alike = alike.masked_fill(~other, float("-inf"))
     chosen = drawn.gather(1, alike.argmax(1, keepdim=True)).squeeze(1)

@@ -78,7 +78,7 @@ class ProjectorTrainer:
                  settings: dict, log_metrics: Callable[[dict, int], None] | None = None,
                  end_of_epoch: Callable[[int], dict] | None = None, identities: torch.Tensor | None = None):
         """triplets: (T, 3) indices into the embeddings' rows (x1, x2, y); identities: each row's identity
-        (integers), needed by `inter_pairs: batch` to tell which faces of a batch are different people."""
+        (integers), needed by `inter_pairs: batch` and `negatives: hard` to tell which faces are different people."""
         if triplets.dim() != 2 or triplets.shape[1] != 3 or len(triplets) == 0:
             raise ValueError(f"need a non-empty (T, 3) table of triplets, got shape {tuple(triplets.shape)}")
         needs_identities = cfg.inter_pairs == "batch" or cfg.negatives == "hard"
