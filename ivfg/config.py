@@ -253,6 +253,11 @@ class TrainConfig(Section):
     # How the key enters P: 'concat' (the paper: [E(x), k]) or 'signs' ([E(x) * s(k), k], s(k) a +-1
     # pattern hashed from the key: people stay as far apart under one key as their embeddings are).
     key_input: Literal["concat", "signs"] = "concat"
+    # null: P reads E(x) as it is (the paper). n: P reads E(x) projected onto the n linear discriminant
+    # directions of the training people (fitted once before training, stored in P): the directions in
+    # which one person's photos vary less against how people differ, so that one person's photos enter
+    # P closer together relative to other people.
+    lda_dims: int | None = Field(None, ge=1)
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,
@@ -292,6 +297,13 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
     amp: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @model_validator(mode="after")
+    def _projection_needs_concat(self) -> "TrainConfig":
+        if self.lda_dims is not None and self.key_input == "signs":
+            raise ValueError("train.lda_dims needs train.key_input 'concat': 'signs' flips E(x)'s own entries; "
+                             "set lda_dims to null or key_input to concat")
+        return self
 
 
 class CelebaConfig(Section):

@@ -28,7 +28,7 @@ from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets
 from ivfg.device import resolve_device
 from ivfg.gan.export import generator_from_state
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, index_triplets
+from ivfg.projector.data import discriminant_directions, frozen_embeddings, identity_indices, index_triplets
 from ivfg.projector.pipeline import TrainPaths, untrained_virtual_faces
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, choose_validation_faces
@@ -50,7 +50,8 @@ def bundle(args) -> None:
         encoded.append(buffer.getvalue())
     torch.save({"train": cfg.model_dump(mode="json"), "models": models.model_dump(mode="json"),
                 "embeddings": frozen_embeddings(encoder, paths.aligned, images, 32, torch.device("cpu"), cache),
-                "triplets": table, "val_faces": encoded, "val_identities": [r["identity"] for r in val_rows],
+                "triplets": table, "identities": identity_indices(images),
+                "val_faces": encoded, "val_identities": [r["identity"] for r in val_rows],
                 "val_embeddings": frozen_embeddings(encoder, paths.aligned, val_images, 32, torch.device("cpu"),
                                                     cache),
                 "threshold": eer_threshold(paths.thresholds, models.eval_recognizer),
@@ -71,7 +72,9 @@ def run(args) -> None:
                                        for b in data["val_faces"]])).permute(0, 3, 1, 2).contiguous()
     check = ValidationCheck(faces, data["val_identities"], data["val_embeddings"], evaluator, data["threshold"],
                             cfg.key_bits, cfg.seed, cfg.grid_identities)
-    virtual = untrained_virtual_faces(cfg, encoder, generator, device)
+    projection = None if cfg.lda_dims is None else \
+        discriminant_directions(data["embeddings"], data["identities"], cfg.lda_dims)
+    virtual = untrained_virtual_faces(cfg, encoder, generator, device, projection)
     start = time.perf_counter()
 
     def end_of_epoch(epoch: int) -> dict:
@@ -85,7 +88,8 @@ def run(args) -> None:
         return figures
 
     trainer = ProjectorTrainer(cfg, virtual, recognizer, data["embeddings"], data["embeddings"], data["triplets"],
-                               Path(args.run_dir), device, training_settings(cfg), end_of_epoch=end_of_epoch)
+                               Path(args.run_dir), device, training_settings(cfg), end_of_epoch=end_of_epoch,
+                               identities=data.get("identities"))
     trainer.resume()  # a finished run in --run-dir is only checked again
     trainer.train()
     virtual.eval()

@@ -56,6 +56,8 @@ def test_empty_params_give_defaults():
         ({"train": {"weights": {"privacy": 1}}}, "train.weights.privacy"),
         ({"train": {"reg_reduction": "max"}}, "train.reg_reduction"),
         ({"train": {"batch": 0}}, "train.batch"),
+        ({"train": {"lda_dims": 0}}, "train.lda_dims"),
+        ({"train": {"lda_dims": 8, "key_input": "signs"}}, "train"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_key(raw, key):

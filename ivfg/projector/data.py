@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ivfg.config import ConfigError
 from ivfg.evaluation.baseline import embed_images
 from ivfg.fileio import sha256_file, write_torch
 from ivfg.models.recognizers import Recognizer
@@ -66,3 +67,21 @@ def hard_negatives(features: torch.Tensor, identities: torch.Tensor, anchors: to
     alike = alike.masked_fill(~other, float("-inf"))
     chosen = drawn.gather(1, alike.argmax(1, keepdim=True)).squeeze(1)
     return torch.where(other.any(1), chosen, fallback)
+
+
+def discriminant_directions(embeddings: torch.Tensor, identities: torch.Tensor,
+                            dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the first `dims` linear discriminant directions (scikit-learn's LDA, SVD solver, so
+    no randomness) of unit-length embeddings labelled by person: projected on them, one person's photos
+    lie closer together relative to how far apart different people lie. (D,) and (D, dims), float32."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    people = len(torch.unique(identities))
+    most = min(people - 1, embeddings.shape[1])
+    if not 1 <= dims <= most:
+        raise ConfigError(f"train.lda_dims is {dims}, but {people} training people in {embeddings.shape[1]}-d "
+                          f"embeddings give at most {most} discriminant directions; choose 1..{most} or null")
+    unit = torch.nn.functional.normalize(embeddings.double(), dim=-1).cpu().numpy()
+    lda = LinearDiscriminantAnalysis(solver="svd").fit(unit, identities.cpu().numpy())
+    return (torch.from_numpy(lda.xbar_).float(), torch.from_numpy(lda.scalings_[:, :dims].copy()).float())
+

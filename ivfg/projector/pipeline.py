@@ -18,7 +18,7 @@ from ivfg.errors import InputError
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings, identity_indices, index_triplets
+from ivfg.projector.data import discriminant_directions, frozen_embeddings, identity_indices, index_triplets
 from ivfg.projector.network import Projector
 from ivfg.projector.training import ProjectorTrainer, training_settings
 from ivfg.projector.validation import ValidationCheck, calibrate_virtual_threshold, choose_validation_faces
@@ -43,12 +43,16 @@ class TrainPaths:
     val_plots: Path = Path("plots/train_val.csv")
 
 
-def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.device) -> VirtualFaces:
-    """T(x, k) with a freshly seeded P that starts at the generator's w-bar."""
+def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.device,
+                            input_projection: tuple[torch.Tensor, torch.Tensor] | None = None) -> VirtualFaces:
+    """T(x, k) with a freshly seeded P that starts at the generator's w-bar; `input_projection` (mean,
+    directions) is what P reads E(x) through when `train.lda_dims` is set."""
     torch.manual_seed(cfg.seed)
     projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim, cfg.latent_space, cfg.key_input)
+                          cfg.hidden_dim, cfg.latent_space, cfg.key_input, cfg.lda_dims)
     projector.w_avg.copy_(generator.w_avg.cpu())
+    if cfg.lda_dims is not None:
+        projector.set_input_projection(*input_projection)
     return VirtualFaces(encoder, projector.to(device), generator)
 
 
@@ -99,7 +103,9 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
                             evaluator, threshold, cfg.key_bits, cfg.seed, cfg.grid_identities,
                             detector=FaceAligner(AlignConfig(device=str(device))))  # as evaluate detects
 
-    virtual = untrained_virtual_faces(cfg, encoder, generator, device)
+    identities = identity_indices(images)
+    projection = None if cfg.lda_dims is None else discriminant_directions(enc_emb, identities, cfg.lda_dims)
+    virtual = untrained_virtual_faces(cfg, encoder, generator, device, projection)
     settings = training_settings(cfg, encoder=models.encoder, train_recognizer=models.train_recognizer,
                                  generator=sha256_file(paths.generator), triplets=sha256_file(paths.triplets))
 
@@ -121,7 +127,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
                     "val_faces": len(val_rows), "device": str(device)})
     trainer = ProjectorTrainer(cfg, virtual, recognizer, enc_emb, rec_emb, table, paths.run_dir, device, settings,
                                log_metrics=run.log_metrics, end_of_epoch=end_of_epoch,
-                               identities=identity_indices(images))
+                               identities=identities)
     trainer.resume()
     remember_run(run, paths.run_dir / "mlflow_run_id")
     trainer.train(stop_after_steps=stop_after_steps)

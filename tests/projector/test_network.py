@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ivfg.keys import random_keys
 from ivfg.projector.network import Projector
+from ivfg.virtual import load_projector, save_projector
 
 
 def first_layer_inputs(projector: Projector, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -40,3 +41,24 @@ def test_the_key_input_is_part_of_the_config_and_an_unknown_one_is_refused():
     assert Projector(**projector.config()).key_input == "signs"
     with pytest.raises(ValueError, match="unknown key input 'xor'"):
         Projector(128, 8, 32, key_input="xor")
+
+
+def test_p_reads_the_embedding_through_its_input_projection_which_travels_in_the_model_file(tmp_path):
+    torch.manual_seed(0)
+    projector = Projector(128, 8, 32, hidden_layers=1, hidden_dim=16, space="z", input_dims=4)
+    mean, directions = 0.01 * torch.randn(128), torch.randn(128, 4)
+    projector.set_input_projection(mean, directions)
+    embeddings, keys = torch.randn(3, 128), random_keys(3, 8, torch.Generator().manual_seed(1))
+    seen = first_layer_inputs(projector, embeddings, keys)
+    expected = F.normalize((F.normalize(embeddings, dim=-1) - mean) @ directions, dim=-1) * 2  # sqrt(4)
+    assert seen.shape == (3, 4 + 8) and torch.allclose(seen[:, :4], expected, atol=1e-6)
+    save_projector(tmp_path / "p.pt", projector, "sface", "sface")
+    loaded, _ = load_projector(tmp_path / "p.pt")
+    assert loaded.config()["input_dims"] == 4
+    assert torch.equal(loaded(embeddings, keys), projector.eval()(embeddings, keys))
+    # Without it the config is what it always was, so earlier model files and their hashes stay as they are.
+    assert "input_dims" not in Projector(128, 8, 32).config()
+    with pytest.raises(ValueError, match="do not fit"):
+        projector.set_input_projection(mean, torch.randn(128, 5))
+    with pytest.raises(ValueError, match="needs input_dims None"):
+        Projector(128, 8, 32, key_input="signs", input_dims=4)
