@@ -8,6 +8,9 @@ is trained against (`models.train_recognizer`):
   and 90th percentile of the cosine between two different people, and the share of those pairs the
   recognizer calls different people at its threshold.
 If G's samples are far apart but P's virtual faces under one key are not, P does not use G's range.
+The same in W, without G or a recognizer: the mean squared distance per dimension between the latents
+of two different people under one key and of two photos of one person (every validation face), beside
+that between two of G's random latents.
 Run in a workspace whose models/generator.pt the projectors were trained on:
 
     python benchmarks/identity_range.py REV [REV ...] [--people 400] [--key-draws 2]
@@ -32,7 +35,7 @@ from ivfg.models.recognizers import resize
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
 from ivfg.projector.validation import embed_images
-from ivfg.virtual import VirtualFaces
+from ivfg.virtual import VirtualFaces, random_latents
 
 
 def pair_scores(recognizer, emb: torch.Tensor) -> np.ndarray:
@@ -44,6 +47,16 @@ def apart(recognizer, emb: torch.Tensor, threshold: float) -> dict:
     s = pair_scores(recognizer, emb)
     return {"median_cos": round(float(np.median(s)), 3), "p90_cos": round(float(np.quantile(s, 0.9)), 3),
             "different": round(float((s < threshold).mean()), 3), "pairs": len(s)}
+
+
+def latent_distances(latents: torch.Tensor, labels: np.ndarray) -> dict:
+    """Mean squared distance per dimension between latents of one person and of different people."""
+    d = (torch.cdist(latents.double(), latents.double()).pow(2) / latents.shape[1]).numpy()
+    upper = np.triu_indices(len(labels), 1)
+    same = np.equal.outer(labels, labels)[upper]
+    d = d[upper]
+    return {"same_person_msd": round(float(d[same].mean()), 4) if same.any() else None,
+            "different_people_msd": round(float(d[~same].mean()), 4)}
 
 
 def main() -> None:
@@ -77,8 +90,11 @@ def main() -> None:
     with torch.no_grad():
         z = torch.randn(len(first), generator.style_dim, generator=torch.Generator().manual_seed(1))
         samples = torch.cat([generator(z[i:i + 64]) for i in range(0, len(z), 64)])
-    print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, to_unit(samples)), threshold)}),
-          flush=True)
+    print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, to_unit(samples)), threshold),
+                      "latent_msd": latent_distances(random_latents(generator, len(first), 1),
+                                                     np.arange(len(first)))["different_people_msd"]}), flush=True)
+    all_embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
+                                       Path("runs/train/embeddings"))
 
     embeddings = frozen_embeddings(encoder, Path("data/aligned"), [val[i]["image"] for i in first], 32, "cpu",
                                    Path("runs/train/embeddings"))
@@ -87,9 +103,11 @@ def main() -> None:
         virtual = VirtualFaces(encoder, projector, generator).eval()
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))
         for draw, key in enumerate(keys):
+            with torch.no_grad():
+                latents = virtual.latents(all_embeddings, key)
             print(json.dumps({"set": "one key", "revision": rev, "draw": draw,
                               **apart(recognizer, embed_images(recognizer, virtual.generate(embeddings, key)),
-                                      threshold)}), flush=True)
+                                      threshold), "latent_msd": latent_distances(latents, labels)}), flush=True)
 
 
 if __name__ == "__main__":

