@@ -7,12 +7,17 @@ Over all validation faces, with the evaluation recognizer: Set-A (each identity 
 its EER; Set-B (one key for everyone) its EER and its decisions at τ_v, once per `--key-draws` key.
 
     python benchmarks/validation_sets.py REV [REV ...] [--key-draws 2]
+
+`--split train --faces 1590` measures the same on training people instead (whole people with two or
+more photos, in a seeded order, at most 6 photos each, until that many faces): whether P separates the
+people it was trained on better than unseen ones.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import random
 from pathlib import Path
 
 import dvc.api
@@ -35,20 +40,38 @@ def projector_at(rev: str):
     return projector_from_state(state["projector"], state["state_dict"]), state
 
 
+def training_people(rows: list[dict], faces: int, per_person: int = 6) -> list[dict]:
+    """Whole training people with two or more photos, in a seeded order, until `faces` faces."""
+    by_person: dict[str, list[dict]] = {}
+    for row in rows:
+        by_person.setdefault(row["identity"], []).append(row)
+    people = sorted(p for p, photos in by_person.items() if len(photos) >= 2)
+    random.Random(0).shuffle(people)
+    chosen: list[dict] = []
+    for person in people:
+        if len(chosen) >= faces:
+            break
+        chosen += by_person[person][:per_person]
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("revisions", nargs="+", help="git revisions whose models/projector.pt to measure ('workspace': the one there now)")
     parser.add_argument("--key-draws", type=int, default=2, help="independent key draws (seeds) per projector")
+    parser.add_argument("--split", choices=("val", "train"), default="val", help="whose faces: unseen or training people")
+    parser.add_argument("--faces", type=int, default=1590, help="with --split train: about this many faces")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     models = load_params(args.params).models
     encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True)
     evaluator = build_recognizer(models.eval_recognizer, "cpu", models.weights)
     generator = load_generator(Path("models/generator.pt"), "cpu")
-    val = read_split(Path("data/split.csv"))["val"]
-    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
+    rows = read_split(Path("data/split.csv"))[args.split]
+    faces = rows if args.split == "val" else training_people(rows, args.faces)
+    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in faces], 32, "cpu",
                                    Path("runs/train/embeddings"))
-    identities = [r["identity"] for r in val]
+    identities = [r["identity"] for r in faces]
     generator_sha256 = sha256_file(Path("models/generator.pt"))
     for rev in args.revisions:
         projector, state = projector_at(rev)
@@ -60,7 +83,7 @@ def main() -> None:
                  for seed in range(args.key_draws)]
         mean = {k: float(np.mean([d[k] for d in draws])) for k in
                 ("eer", "set_b_eer", "set_b_genuine_accepted", "set_b_impostor_rejected")}
-        print(json.dumps({"revision": rev, "faces": draws[0]["faces"], "key_draws": len(draws),
+        print(json.dumps({"revision": rev, "split": args.split, "faces": draws[0]["faces"], "key_draws": len(draws),
                           "set_a_eer": mean["eer"], **{k: v for k, v in mean.items() if k != "eer"},
                           "per_draw": {"set_a_eer": [d["eer"] for d in draws],
                                        "set_b_eer": [d["set_b_eer"] for d in draws]}}), flush=True)

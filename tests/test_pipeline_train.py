@@ -185,6 +185,8 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
        "--seconds", "0.1")
     out = go("benchmarks/validation_sets.py", "workspace", "--key-draws", "1")
     assert '"set_b_eer"' in out and '"set_a_eer"' in out
+    out = go("benchmarks/validation_sets.py", "workspace", "--key-draws", "1", "--split", "train", "--faces", "8")
+    assert '"split": "train"' in out and '"set_b_eer"' in out
     out = go("benchmarks/identity_range.py", "workspace", "--people", "8", "--key-draws", "1")
     assert '"eer_full"' in out and '"set": "generator"' in out and '"set": "one key"' in out
     assert '"different_people_msd"' in out and '"latent_msd"' in out
