@@ -228,7 +228,8 @@ def test_a_128_bit_experiment_reruns_train_and_evaluate_and_both_show_side_by_si
     ran = re.findall(r"Running stage '(\w+)'", output)
     assert sorted(ran) == ["evaluate", "evaluate_celeba", "export", "train"], output
     projector, _ = load_projector(root / "models" / "projector.pt")
-    assert projector.key_bits == 128 and projector.mlp[0].in_features == 128 + 128
+    # P reads the key beside E(x) on the tiny preset's 4 discriminant directions (train.lda_dims).
+    assert projector.key_bits == 128 and projector.input_dims == 4 and projector.mlp[0].in_features == 4 + 128
     figures = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert figures["key_bits"] == 128 and figures["key_search"]["exhaustive"] == 0
 
