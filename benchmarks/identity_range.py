@@ -95,9 +95,7 @@ def main() -> None:
                                                      np.arange(len(first)))["different_people_msd"]}), flush=True)
     all_embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
                                        Path("runs/train/embeddings"))
-
-    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [val[i]["image"] for i in first], 32, "cpu",
-                                   Path("runs/train/embeddings"))
+    embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
     for rev in args.revisions:
         projector, _ = projector_at(rev)
         virtual = VirtualFaces(encoder, projector, generator).eval()
