@@ -281,6 +281,9 @@ class TrainConfig(Section):
     # together) or 'typical' (only the distance beyond that of G's random latents: the unusual, not the
     # distinct; reg_reduction does not apply).
     prior: Literal["w_bar", "typical"] = "w_bar"
+    # How far R's view of each rendered face is changed at random before it is read (mirror, scale and
+    # shift up to this fraction; `random_views`): 0 reads the faces as rendered (the paper).
+    augment: float = Field(0.0, ge=0, le=0.5)
     lr: float = Field(3e-4, gt=0, le=1)
     # 'constant', or 'cosine': lr follows half a cosine from `lr` down to 0 at the last step, so the
     # last epochs settle instead of oscillating between validation checks.

@@ -84,4 +84,3 @@ def discriminant_directions(embeddings: torch.Tensor, identities: torch.Tensor,
     unit = torch.nn.functional.normalize(embeddings.double(), dim=-1).cpu().numpy()
     lda = LinearDiscriminantAnalysis(solver="svd").fit(unit, identities.cpu().numpy())
     return (torch.from_numpy(lda.xbar_).float(), torch.from_numpy(lda.scalings_[:, :dims].copy()).float())
-

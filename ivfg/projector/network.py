@@ -64,7 +64,7 @@ class Projector(nn.Module):
     def config(self) -> dict:
         return {"embedding_dim": self.embedding_dim, "key_bits": self.key_bits, "style_dim": self.style_dim,
                 "hidden_layers": self.hidden_layers, "hidden_dim": self.hidden_dim, "space": self.space,
-                "key_input": self.key_input, **({"input_dims": self.input_dims} if self.input_dims else {})}
+                "key_input": self.key_input, **({"input_dims": self.input_dims} if self.input_dims is not None else {})}
 
     def set_input_projection(self, mean: torch.Tensor, directions: torch.Tensor) -> None:
         """E(x) (at unit length) is read as (E(x) - mean) @ directions, (embedding_dim, input_dims)."""

@@ -4,7 +4,7 @@ Each step takes a batch of triplets (x1, x2, y), draws two distinct keys per tri
 quaternion T(x1,k1), T(x1,k2), T(x2,k1), T(y,k1) in one batch through P, G and R; only P learns. E(x) and
 R(x) of the real faces never change, so they are computed once, before training, and indexed here.
 
-One `torch.Generator` draws every random choice (epoch order, keys) and the checkpoint stores its state
+One `torch.Generator` draws every random choice (epoch order, keys, views of the faces) and the checkpoint stores its state
 with P, the optimiser and the position in the epoch: k steps + resume + the rest equals one run.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfg.config import TrainConfig
@@ -49,6 +50,23 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     if cfg.lr_schedule == "constant":
         return cfg.lr
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def random_views(faces: torch.Tensor, strength: float, rng: torch.Generator) -> torch.Tensor:
+    """Each face mirrored at random, scaled by up to 1 +- strength and shifted by up to `strength` of its
+    half-width (one differentiable resampling): R's features then reward what survives a small change
+    of framing, a person's look, rather than a pixel pattern that moves R alone. strength 0: the faces."""
+    if strength == 0:
+        return faces
+    n = len(faces)
+    draws = torch.rand(n, 4, generator=rng).to(faces.device, torch.float32)
+    mirror = torch.where(draws[:, 0] < 0.5, -1.0, 1.0)
+    scale = 1 + strength * (2 * draws[:, 1] - 1)
+    theta = torch.zeros(n, 2, 3, device=faces.device)
+    theta[:, 0, 0], theta[:, 1, 1] = mirror / scale, 1 / scale
+    theta[:, :, 2] = strength * (2 * draws[:, 2:] - 1)
+    grid = F.affine_grid(theta, list(faces.shape), align_corners=False).to(faces.dtype)
+    return F.grid_sample(faces, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class CheckpointMismatch(IvfgError):
@@ -179,7 +197,7 @@ class ProjectorTrainer:
         # The keys were just drawn, so they skip T's checks of a user's key (a device sync per step on a GPU).
         latents = self.virtual.w_of(self.projector(embeddings, keys))
         with self.autocast():
-            faces = self.virtual.render(latents)
+            faces = random_views(self.virtual.render(latents), self.cfg.augment, self.rng)
             features = self.recognizer.embed(faces).float()
         x1_k1, x1_k2, x2_k1, y_k1 = features.chunk(4)
         identities = None if self.cfg.inter_pairs == "triplet" else self.identities[torch.cat([x1, x2, y])]

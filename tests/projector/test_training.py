@@ -10,7 +10,8 @@ from ivfg.config import TrainConfig
 from ivfg.gan.networks import Generator
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.network import Projector
-from ivfg.projector.training import CheckpointMismatch, ProjectorTrainer, learning_rate, training_settings
+from ivfg.projector.training import (CheckpointMismatch, ProjectorTrainer, learning_rate, random_views,
+                                     training_settings)
 from ivfg.virtual import VirtualFaces
 
 STYLE = 32
@@ -116,7 +117,7 @@ def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{"lr_schedule": "constant"}, {"lr_schedule": "cosine"},
-                                     {"negatives": "hard", "negative_pool": 4}])
+                                     {"negatives": "hard", "negative_pool": 4}, {"augment": 0.1}])
 def test_resume_is_exact(parts, tmp_path, options):
     whole = make_trainer(parts, tmp_path / "whole", **options)
     whole.train()
@@ -161,6 +162,35 @@ def test_the_schedule_shapes_the_weights(parts, tmp_path):
         trainer.train(stop_after_steps=3)
     assert not same(state(constant.projector), state(cosine.projector))
     assert constant.settings["lr_schedule"] == "constant" and cosine.settings["lr_schedule"] == "cosine"
+
+
+def test_random_views_mirror_scale_and_shift_within_strength_and_pass_gradients():
+    faces = torch.rand(64, 3, 32, 32, requires_grad=True)
+    assert random_views(faces, 0.0, torch.Generator().manual_seed(0)) is faces
+    views = random_views(faces, 0.1, torch.Generator().manual_seed(0))
+    again = random_views(faces, 0.1, torch.Generator().manual_seed(0))
+    assert views.shape == faces.shape and torch.equal(views, again)
+    assert not torch.equal(views, random_views(faces, 0.1, torch.Generator().manual_seed(1)))
+    views.sum().backward()
+    assert faces.grad is not None and faces.grad.abs().sum() > 0
+    # A face that is one colour stays that colour under any view (border padding adds nothing new).
+    flat = torch.full((8, 3, 32, 32), 0.3)
+    assert torch.allclose(random_views(flat, 0.5, torch.Generator().manual_seed(2)), flat, atol=1e-6)
+    # Small changes of framing: each view stays close to its face or to its mirror image, and some are mirrored.
+    smooth = torch.nn.functional.interpolate(torch.rand(64, 3, 4, 4), size=32, mode="bilinear")
+    views = random_views(smooth, 0.05, torch.Generator().manual_seed(3))
+    to_face = (views - smooth).abs().mean((1, 2, 3))
+    to_mirror = (views - smooth.flip(-1)).abs().mean((1, 2, 3))
+    assert (torch.minimum(to_face, to_mirror) < 0.05).all()
+    assert 10 < (to_mirror < to_face).sum() < 54
+
+
+def test_augmented_views_shape_the_weights(parts, tmp_path):
+    plain = make_trainer(parts, tmp_path / "plain")
+    views = make_trainer(parts, tmp_path / "views", augment=0.1)
+    for trainer in (plain, views):
+        trainer.train(stop_after_steps=3)
+    assert not same(state(plain.projector), state(views.projector))
 
 
 def test_ctrl_c_finishes_the_step_checkpoints_and_resume_is_exact(parts, tmp_path):
