@@ -4,7 +4,9 @@ chosen on (docs/design.md, "Choosing on Set-A and Set-B together").
 For each git revision (an experiment's commit, `dvc exp show -A`), its `models/projector.pt` is read from
 the DVC cache and T(x, k) built on the workspace's generator (the experiments compared must share it).
 Over all validation faces, with the evaluation recognizer: Set-A (each identity its own key) gives τ_v and
-its EER; Set-B (one key for everyone) its EER and its decisions at τ_v, once per `--key-draws` key.
+its EER; Set-B (one key for everyone) its EER and its decisions at τ_v, once per `--key-draws` key; and
+key diversity as evaluate defines it (each face under a random key and a second, different random key,
+judged different people at the real-face threshold τ), which the Set-A/Set-B rule alone would not see.
 
     python benchmarks/validation_sets.py REV [REV ...] [--key-draws 2]
 
@@ -25,12 +27,13 @@ import numpy as np
 import torch
 
 from ivfg.config import load_params
-from ivfg.data.files import read_split
+from ivfg.data.files import eer_threshold, read_split
 from ivfg.fileio import sha256_file
 from ivfg.gan.export import load_generator
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
-from ivfg.projector.validation import calibrate_virtual_threshold
+from ivfg.keys import other_keys, random_keys
+from ivfg.projector.validation import calibrate_virtual_threshold, embed_images
 from ivfg.virtual import VirtualFaces, projector_from_state
 
 
@@ -38,6 +41,15 @@ def projector_at(rev: str):
     with dvc.api.open("models/projector.pt", rev=None if rev == "workspace" else rev, mode="rb") as handle:
         state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
     return projector_from_state(state["projector"], state["state_dict"]), state
+
+
+def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, tau: float, seed: int) -> float:
+    """The share of faces x whose T(x, k1) and T(x, k2), k1 != k2 both random per face, are judged different at τ."""
+    g = torch.Generator().manual_seed(seed + 5_000_011)
+    k1 = random_keys(len(embeddings), virtual.key_bits, g)
+    k2 = other_keys(k1, g)
+    a, b = (embed_images(evaluator, virtual.generate(embeddings, k)) for k in (k1, k2))
+    return float((evaluator.score(a, b) < tau).float().mean())
 
 
 def training_people(rows: list[dict], faces: int, per_person: int = 6) -> list[dict]:
@@ -73,6 +85,7 @@ def main() -> None:
                                    Path("runs/train/embeddings"))
     identities = [r["identity"] for r in faces]
     generator_sha256 = sha256_file(Path("models/generator.pt"))
+    tau = eer_threshold(Path("models/thresholds"), models.eval_recognizer)
     for rev in args.revisions:
         projector, state = projector_at(rev)
         if state.get("generator_sha256") not in (None, generator_sha256):
@@ -81,12 +94,15 @@ def main() -> None:
         virtual = VirtualFaces(encoder, projector, generator).eval()
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed)
                  for seed in range(args.key_draws)]
+        for seed, draw in enumerate(draws):
+            draw["key_diversity"] = key_diversity(virtual, embeddings, evaluator, tau, seed)
         mean = {k: float(np.mean([d[k] for d in draws])) for k in
-                ("eer", "set_b_eer", "set_b_genuine_accepted", "set_b_impostor_rejected")}
+                ("eer", "set_b_eer", "set_b_genuine_accepted", "set_b_impostor_rejected", "key_diversity")}
         print(json.dumps({"revision": rev, "split": args.split, "faces": draws[0]["faces"], "key_draws": len(draws),
                           "set_a_eer": mean["eer"], **{k: v for k, v in mean.items() if k != "eer"},
                           "per_draw": {"set_a_eer": [d["eer"] for d in draws],
-                                       "set_b_eer": [d["set_b_eer"] for d in draws]}}), flush=True)
+                                       "set_b_eer": [d["set_b_eer"] for d in draws],
+                                       "key_diversity": [d["key_diversity"] for d in draws]}}), flush=True)
 
 
 if __name__ == "__main__":
