@@ -30,9 +30,9 @@ from ivfg.config import load_params
 from ivfg.data.files import eer_threshold, read_split
 from ivfg.fileio import sha256_file
 from ivfg.gan.export import load_generator
+from ivfg.keys import other_keys, random_keys
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
-from ivfg.keys import other_keys, random_keys
 from ivfg.projector.validation import calibrate_virtual_threshold, embed_images
 from ivfg.virtual import VirtualFaces, projector_from_state
 
