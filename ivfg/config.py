@@ -251,8 +251,10 @@ class TrainConfig(Section):
     # into w by G's frozen mapping network, so that every w stays in the range G was trained on).
     latent_space: Literal["w", "z"] = "w"
     # How the key enters P: 'concat' (the paper: [E(x), k]) or 'signs' ([E(x) * s(k), k], s(k) a +-1
-    # pattern hashed from the key: people stay as far apart under one key as their embeddings are).
-    key_input: Literal["concat", "signs"] = "concat"
+    # pattern hashed from the key: people stay as far apart under one key as their embeddings are), or
+    # 'hashed' ([E(x), s(k)], s(k) as long as P's embedding input: the key weighs as much as the face,
+    # and keys one bit apart are as unrelated as any two).
+    key_input: Literal["concat", "signs", "hashed"] = "concat"
     # null: P reads E(x) as it is (the paper). n: P reads E(x) projected onto the n linear discriminant
     # directions of the training people (fitted once before training, stored in P): the directions in
     # which one person's photos vary less against how people differ, so that one person's photos enter
