@@ -251,10 +251,8 @@ class TrainConfig(Section):
     # into w by G's frozen mapping network, so that every w stays in the range G was trained on).
     latent_space: Literal["w", "z"] = "w"
     # How the key enters P: 'concat' (the paper: [E(x), k]) or 'signs' ([E(x) * s(k), k], s(k) a +-1
-    # pattern hashed from the key: people stay as far apart under one key as their embeddings are), or
-    # 'hashed' ([E(x), s(k)], s(k) as long as P's embedding input: the key weighs as much as the face,
-    # and keys one bit apart are as unrelated as any two).
-    key_input: Literal["concat", "signs", "hashed"] = "concat"
+    # pattern hashed from the key: people stay as far apart under one key as their embeddings are).
+    key_input: Literal["concat", "signs"] = "concat"
     # null: P reads E(x) as it is (the paper). n: P reads E(x) projected onto the n linear discriminant
     # directions of the training people (fitted once before training, stored in P): the directions in
     # which one person's photos vary less against how people differ, so that one person's photos enter
@@ -265,9 +263,6 @@ class TrainConfig(Section):
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,
     # apart from how far L_pri and L_con push a face from its real person and from its other keys.
     inter_margin: float | None = Field(None, ge=-1, le=1)
-    # L_con's own margin (null: `margin`): how far one person's virtual faces under two keys are pushed
-    # apart (key diversity), apart from how far other people under one key are.
-    con_margin: float | None = Field(None, ge=-1, le=1)
     # L_intra = max(0, intra_margin - cos): 1 is the paper's 1 - cos, which pulls one person's faces
     # together until they are identical; less stops pulling once they are that close.
     intra_margin: float = Field(1.0, gt=-1, le=1)

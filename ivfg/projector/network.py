@@ -15,10 +15,7 @@ How the key enters is `key_input`:
 - "signs": [E(x) * s(k), k] with s(k) a +-1 pattern hashed from the key (`keys.key_signs`). Flipping
   signs keeps every distance between two people's embeddings under one key, and makes one person's
   embeddings under two keys unrelated, so P need not learn to use E(x) at all for people to stay apart
-  under one key (Set-B), nor to learn to use k for one person to differ across keys;
-- "hashed": [E(x), s(k)] with s(k) a +-1 pattern hashed from the key, as long as P's embedding input.
-  The key enters with the embedding's weight instead of a few +-1 entries, and two keys, even one bit
-  apart, enter as unrelated patterns instead of neighbouring corners of the key's cube.
+  under one key (Set-B), nor to learn to use k for one person to differ across keys.
 """
 from __future__ import annotations
 
@@ -31,7 +28,7 @@ from torch import nn
 from ivfg.keys import key_signs
 
 SPACES = ("w", "z")
-KEY_INPUTS = ("concat", "signs", "hashed")
+KEY_INPUTS = ("concat", "signs")
 
 
 class Projector(nn.Module):
@@ -52,8 +49,7 @@ class Projector(nn.Module):
             self.register_buffer("input_mean", torch.zeros(embedding_dim))
             self.register_buffer("input_projection", torch.eye(embedding_dim, input_dims))
         layers: list[nn.Module] = []
-        embedding_width = input_dims or embedding_dim
-        width = embedding_width + (embedding_width if key_input == "hashed" else key_bits)
+        width = (input_dims or embedding_dim) + key_bits
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, hidden_dim), nn.LeakyReLU(0.2)]
             width = hidden_dim
@@ -84,7 +80,7 @@ class Projector(nn.Module):
         if self.input_dims is not None:
             e = F.normalize((e - self.input_mean) @ self.input_projection, dim=-1)
         e = e * math.sqrt(e.shape[-1])
-        k = key_signs(key, e.shape[-1]).to(e) if self.key_input == "hashed" else key.float() * 2 - 1
+        k = key.float() * 2 - 1
         if self.key_input == "signs":
             e = e * key_signs(key, self.embedding_dim).to(e)
         out = self.out(self.mlp(torch.cat([e, k], dim=-1)))

@@ -36,21 +36,6 @@ def test_signs_keep_distances_between_people_under_one_key_and_decorrelate_one_p
     assert torch.equal(a, b)
 
 
-def test_a_hashed_key_enters_as_long_as_the_embedding_and_unrelated_to_its_neighbouring_keys():
-    torch.manual_seed(0)
-    projector = Projector(128, 8, 32, space="z", key_input="hashed", input_dims=16)
-    person = torch.randn(1, 128).expand(3, 128)
-    keys = torch.tensor([[0.0] * 8, [1.0] + [0.0] * 7, [0.0] * 8])  # the first two one bit apart
-    seen = first_layer_inputs(projector, person, keys)
-    assert seen.shape == (3, 16 + 16) and projector.mlp[0].in_features == 32
-    code = seen[:, 16:]
-    assert set(code.unique().tolist()) == {-1.0, 1.0}          # as heavy as the embedding: 16 entries of +-1
-    assert torch.equal(code[0], code[2]) and torch.equal(seen[0, :16], seen[1, :16])
-    # One bit apart, yet the codes agree in about half of their entries (the paper's concat: in 7 of 8).
-    assert 0.1 < float((code[0] == code[1]).float().mean()) < 0.9
-    assert Projector(**projector.config()).key_input == "hashed"
-
-
 def test_the_key_input_is_part_of_the_config_and_an_unknown_one_is_refused():
     projector = Projector(128, 8, 32, key_input="signs")
     assert Projector(**projector.config()).key_input == "signs"
