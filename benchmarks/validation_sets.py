@@ -11,7 +11,7 @@ judged different people at the real-face threshold τ), which the Set-A/Set-B ru
     python benchmarks/validation_sets.py REV [REV ...] [--key-draws 2]
 
 `--split train --faces 1590` measures the same on training people instead (whole people with two or
-more photos, in a seeded order, at most 6 photos each, until that many faces): whether P separates the
+more photos, in a seeded order, at most 6 photos each, up to that many faces): whether P separates the
 people it was trained on better than unseen ones.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import random
 from pathlib import Path
 
 import dvc.api
@@ -33,7 +32,7 @@ from ivfg.gan.export import load_generator
 from ivfg.keys import other_keys, random_keys
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
-from ivfg.projector.validation import calibrate_virtual_threshold, embed_images
+from ivfg.projector.validation import calibrate_virtual_threshold, choose_validation_faces, embed_images
 from ivfg.virtual import VirtualFaces, projector_from_state
 
 
@@ -52,21 +51,6 @@ def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, ta
     return float((evaluator.score(a, b) < tau).float().mean())
 
 
-def training_people(rows: list[dict], faces: int, per_person: int = 6) -> list[dict]:
-    """Whole training people with two or more photos, in a seeded order, until `faces` faces."""
-    by_person: dict[str, list[dict]] = {}
-    for row in rows:
-        by_person.setdefault(row["identity"], []).append(row)
-    people = sorted(p for p, photos in by_person.items() if len(photos) >= 2)
-    random.Random(0).shuffle(people)
-    chosen: list[dict] = []
-    for person in people:
-        if len(chosen) >= faces:
-            break
-        chosen += by_person[person][:per_person]
-    return chosen
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("revisions", nargs="+", help="git revisions whose models/projector.pt to measure ('workspace': the one there now)")
@@ -80,7 +64,7 @@ def main() -> None:
     evaluator = build_recognizer(models.eval_recognizer, "cpu", models.weights)
     generator = load_generator(Path("models/generator.pt"), "cpu")
     rows = read_split(Path("data/split.csv"))[args.split]
-    faces = rows if args.split == "val" else training_people(rows, args.faces)
+    faces = rows if args.split == "val" else choose_validation_faces(rows, args.faces, seed=0, per_identity=6)
     embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in faces], 32, "cpu",
                                    Path("runs/train/embeddings"))
     identities = [r["identity"] for r in faces]
