@@ -190,6 +190,11 @@ def test_every_script_and_benchmark_runs_on_the_tiny_project(project, lfw_subset
     out = go("benchmarks/identity_range.py", "workspace", "--people", "8", "--key-draws", "1")
     assert '"eer_full"' in out and '"set": "generator"' in out and '"set": "one key"' in out
     assert '"different_people_msd"' in out and '"latent_msd"' in out
+    out = go("benchmarks/compare_pairs.py", "--model", "models/ivfg.pt", "--keys", "1", "--pairs", "1",
+             "--people", "train")  # the tiny split's test people may have one photo each
+    totals = json.loads([line for line in out.splitlines() if line.startswith('{"keys"')][-1])
+    assert totals["same_pairs"] == totals["different_pairs"] == 1 and totals["skipped"] == 0
+    assert 0 <= totals["same_accepted"] <= 1 and 0 <= totals["different_rejected"] <= 1
     out = go("benchmarks/video_quality.py", "--model", "models/ivfg.pt", "--lfw", lfw_subset.archive, "--width", "320",
              "--seconds", "1", "--no-deface")
     assert '"identity_consistency"' in out and '"ivfg_frames_per_second"' in out
