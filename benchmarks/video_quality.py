@@ -11,7 +11,8 @@ On a clip (yours with --clip, or one built like the test suite's from LFW photos
   at that place at τ;
 - flicker: the mean absolute frame-to-frame change inside the faces' boxes, output over input;
 - colour step: the mean absolute difference across the pasted face's border (just inside against just
-  outside), with the virtual face in its generator's colours and matched to the photo's;
+  outside), with the virtual face in its generator's colours and matched to the photo's, beside the
+  original photo's own step at the same place (a face that fits in makes about that step, not zero);
 - audio: whether the output's audio packets are the input's, byte for byte (None without audio);
 - throughput: frames/s of `ivfg anonymize` and, in the same run on the same clip, of `deface` (PyPI;
   CenterFace detection and blurring), the tool people compare anonymizers with.
@@ -162,13 +163,14 @@ def within_track_acceptance(per_track: dict[int, list[torch.Tensor]], recognizer
     return {"accepted": accepted / max(pairs, 1), "pairs": pairs}
 
 
-def colour_step(tool: Anonymizer, photo: Image.Image, key: torch.Tensor) -> float:
-    """Mean absolute RGB difference across the pasted faces' borders (rings just inside and outside)."""
-    out, _ = tool.replace_faces(photo, key)
+def colour_step(tool: Anonymizer, photo: Image.Image, picture: Image.Image) -> float:
+    """Mean absolute RGB difference across the face mask's border (rings just inside and outside) in
+    `picture`, at the faces found in `photo`: with `picture` the photo itself, the step its own skin,
+    hair and background already make there, which a pasted face that fits in should make too."""
     steps = []
     mask = np.asarray(tool.mask, float) / 255
     for face in tool.find_faces(photo):
-        frame = np.asarray(warp_to_frame(out, face.landmarks), float)
+        frame = np.asarray(warp_to_frame(picture, face.landmarks), float)
         inside, outside = (mask > 0.9) & (mask < 0.97), (mask > 0.03) & (mask < 0.1)
         steps.append(np.abs(frame[inside].mean(0) - frame[outside].mean(0)).mean())
     return float(np.mean(steps)) if steps else float("nan")
@@ -225,8 +227,9 @@ def main() -> None:
     first = next((p for p in original if tool.find_faces(p)), None)
     if first is not None:
         plain = Anonymizer(virtual, tool.mtcnn, device, colour_match=False)
-        figures["colour_step_generator_colours"] = colour_step(plain, first, key)
-        figures["colour_step_matched"] = colour_step(tool, first, key)
+        figures["colour_step_original"] = colour_step(tool, first, first)
+        figures["colour_step_generator_colours"] = colour_step(tool, first, plain.replace_faces(first, key)[0])
+        figures["colour_step_matched"] = colour_step(tool, first, tool.replace_faces(first, key)[0])
     if not args.no_deface:
         figures.update(run_deface(clip, scratch / "deface.mp4"))
     figures.update(tau=tau, tau_v=tau_v, device=str(device))
