@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ivfg.anonymize import Anonymizer
+from ivfg.anonymize import Anonymizer, Face
 from ivfg.cli import DEFAULT_MODEL
 from ivfg.data.faceframe import warp_to_frame
 from ivfg.keys import read_key_file, user_key
@@ -163,13 +163,13 @@ def within_track_acceptance(per_track: dict[int, list[torch.Tensor]], recognizer
     return {"accepted": accepted / max(pairs, 1), "pairs": pairs}
 
 
-def colour_step(tool: Anonymizer, photo: Image.Image, picture: Image.Image) -> float:
+def colour_step(mask: Image.Image, faces: list[Face], picture: Image.Image) -> float:
     """Mean absolute RGB difference across the face mask's border (rings just inside and outside) in
-    `picture`, at the faces found in `photo`: with `picture` the photo itself, the step its own skin,
-    hair and background already make there, which a pasted face that fits in should make too."""
+    `picture`, at `faces` (found in the photo it came from): with `picture` the photo itself, the step its
+    own skin, hair and background already make there, which a pasted face that fits in should make too."""
     steps = []
-    mask = np.asarray(tool.mask, float) / 255
-    for face in tool.find_faces(photo):
+    mask = np.asarray(mask, float) / 255
+    for face in faces:
         frame = np.asarray(warp_to_frame(picture, face.landmarks), float)
         inside, outside = (mask > 0.9) & (mask < 0.97), (mask > 0.03) & (mask < 0.1)
         steps.append(np.abs(frame[inside].mean(0) - frame[outside].mean(0)).mean())
@@ -224,12 +224,13 @@ def main() -> None:
     figures.update(measure(original, output, tool, recognizer, tau, tau_v))
     audio_in, audio_out = audio_packets(clip), audio_packets(out)
     figures.update(audio_packets=len(audio_in), audio_kept=audio_in == audio_out if audio_in else None)
-    first = next((p for p in original if tool.find_faces(p)), None)
-    if first is not None:
+    first = next(((p, faces) for p in original if (faces := tool.find_faces(p))), None)
+    if first is not None:  # MTCNN once: the three steps are measured at the same faces
+        photo, faces = first
         plain = Anonymizer(virtual, tool.mtcnn, device, colour_match=False)
-        figures["colour_step_original"] = colour_step(tool, first, first)
-        figures["colour_step_generator_colours"] = colour_step(tool, first, plain.replace_faces(first, key)[0])
-        figures["colour_step_matched"] = colour_step(tool, first, tool.replace_faces(first, key)[0])
+        figures["colour_step_original"] = colour_step(tool.mask, faces, photo)
+        figures["colour_step_generator_colours"] = colour_step(tool.mask, faces, plain.replace_faces(photo, key)[0])
+        figures["colour_step_matched"] = colour_step(tool.mask, faces, tool.replace_faces(photo, key)[0])
     if not args.no_deface:
         figures.update(run_deface(clip, scratch / "deface.mp4"))
     figures.update(tau=tau, tau_v=tau_v, device=str(device))
