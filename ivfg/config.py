@@ -263,6 +263,9 @@ class TrainConfig(Section):
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,
     # apart from how far L_pri and L_con push a face from its real person and from its other keys.
     inter_margin: float | None = Field(None, ge=-1, le=1)
+    # L_con's own margin (null: `margin`): how far one person's virtual faces under two keys are pushed
+    # apart (key diversity), apart from how far other people under one key are.
+    con_margin: float | None = Field(None, ge=-1, le=1)
     # L_intra = max(0, intra_margin - cos): 1 is the paper's 1 - cos, which pulls one person's faces
     # together until they are identical; less stops pulling once they are that close.
     intra_margin: float = Field(1.0, gt=-1, le=1)

@@ -69,12 +69,15 @@ def inter_loss(q: Quaternion, margin: float) -> torch.Tensor:
 
 class IvfgLoss:
     def __init__(self, weights: LossWeights, margin: float = 0.4, reg_reduction: str = "mean",
-                 typical: float | None = None, inter_margin: float | None = None, intra_margin: float = 1.0):
+                 typical: float | None = None, inter_margin: float | None = None, intra_margin: float = 1.0,
+                 con_margin: float | None = None):
         """typical: the mean square of G's random latents around w_bar, for the 'typical' prior;
-        inter_margin: L_inter's margin (None: `margin`); intra_margin: L_intra's m+ (1: 1 - cos)."""
+        inter_margin, con_margin: L_inter's and L_con's margins (None: `margin`); intra_margin: L_intra's
+        m+ (1: 1 - cos)."""
         self.weights = {name: float(getattr(weights, name)) for name in TERMS}
         self.margin = margin
         self.inter_margin = margin if inter_margin is None else inter_margin
+        self.con_margin = margin if con_margin is None else con_margin
         self.intra_margin = intra_margin
         self.reg_reduction = reg_reduction
         self.typical = typical
@@ -83,7 +86,7 @@ class IvfgLoss:
         m = self.margin
         return {
             "pri": embedding_loss(q.x1_k1, q.real_x1, False, m).mean(),
-            "con": embedding_loss(q.x1_k1, q.x1_k2, False, m).mean(),
+            "con": embedding_loss(q.x1_k1, q.x1_k2, False, self.con_margin).mean(),
             "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m, self.intra_margin).mean(),
             "inter": inter_loss(q, self.inter_margin),
             "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),

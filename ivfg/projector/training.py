@@ -4,8 +4,9 @@ Each step takes a batch of triplets (x1, x2, y), draws two distinct keys per tri
 quaternion T(x1,k1), T(x1,k2), T(x2,k1), T(y,k1) in one batch through P, G and R; only P learns. E(x) and
 R(x) of the real faces never change, so they are computed once, before training, and indexed here.
 
-One `torch.Generator` draws every random choice (epoch order, keys, views of the faces) and the checkpoint stores its state
-with P, the optimiser and the position in the epoch: k steps + resume + the rest equals one run.
+One `torch.Generator` draws every random choice (epoch order, keys, views of the faces) and the checkpoint
+stores its state with P, the optimiser and the position in the epoch: k steps + resume + the rest equals
+one run.
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def random_views(faces: torch.Tensor, strength: float, rng: torch.Generator) -> 
     if strength == 0:
         return faces
     n = len(faces)
-    draws = torch.rand(n, 4, generator=rng).to(faces.device, torch.float32)
+    draws = torch.rand(n, 4, generator=rng).to(faces.device)
     mirror = torch.where(draws[:, 0] < 0.5, -1.0, 1.0)
     scale = 1 + strength * (2 * draws[:, 1] - 1)
     theta = torch.zeros(n, 2, 3, device=faces.device)
@@ -112,7 +113,7 @@ class ProjectorTrainer:
         self.settings = settings
         self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction,
                              typical_square(virtual, cfg.seed) if cfg.prior == "typical" else None,
-                             cfg.inter_margin, cfg.intra_margin)
+                             cfg.inter_margin, cfg.intra_margin, cfg.con_margin)
         self.log_metrics = log_metrics or (lambda metrics, step: None)
         self.end_of_epoch = end_of_epoch or (lambda epoch: {})
         self.autocast = autocast_for(cfg, device)

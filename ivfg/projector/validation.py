@@ -123,8 +123,8 @@ class ValidationCheck:
         if self._generator_latents is None:  # G is frozen while P trains: its latents are drawn once
             self._generator_latents = random_latents(virtual.generator, GENERATOR_SAMPLES, self.seed)
         device = next(virtual.projector.parameters()).device
-        latents = torch.cat([virtual.latents(self.embeddings[i:i + 256].to(device), self.key_a[i:i + 256].to(device)).cpu()
-                             for i in range(0, len(self.embeddings), 256)])
+        chunks = [(self.embeddings[i:i + 256], self.key_a[i:i + 256]) for i in range(0, len(self.embeddings), 256)]
+        latents = torch.cat([virtual.latents(e.to(device), k.to(device)).cpu() for e, k in chunks])
         return spread_of(latents, self._generator_latents, virtual.generator.w_avg)["ratio"]
 
     @torch.no_grad()

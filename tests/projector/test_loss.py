@@ -147,8 +147,12 @@ def test_inter_and_intra_margins_of_their_own():
     assert own["inter"].item() == pytest.approx(cos45 - 0.2, abs=1e-6)
     assert shared["intra"].item() == pytest.approx(1 - cos30, abs=1e-6)
     assert own["intra"].item() == pytest.approx(0.0, abs=1e-7)        # cos 30° = 0.87 is past m+ = 0.8
-    # L_pri and L_con keep the shared margin.
+    # L_pri and L_con keep the shared margin, unless L_con is given its own.
     assert own["con"].item() == pytest.approx(shared["con"].item()) == pytest.approx(cos30 - 0.4, abs=1e-6)
+    con = IvfgLoss(LossWeights(), margin=0.4, con_margin=0.7).terms(q, torch.zeros(2))
+    assert con["con"].item() == pytest.approx(cos30 - 0.7, abs=1e-6)
+    assert con["pri"].item() == pytest.approx(shared["pri"].item())
+    assert con["inter"].item() == pytest.approx(shared["inter"].item())
     further = Quaternion(**{**q.__dict__, "x2_k1": unit(60)})
     pulled = IvfgLoss(LossWeights(), intra_margin=0.8).terms(further, torch.zeros(2))["intra"]
     assert pulled.item() == pytest.approx(0.8 - 0.5, abs=1e-6)        # cos 60° = 0.5 falls short of 0.8
