@@ -17,6 +17,7 @@ people it was trained on better than unseen ones.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 from pathlib import Path
@@ -30,6 +31,7 @@ from ivfg.data.files import eer_threshold, read_split
 from ivfg.fileio import sha256_file
 from ivfg.gan.export import load_generator
 from ivfg.keys import other_keys, random_keys
+from ivfg.models.recognizers import Mirrored
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
 from ivfg.projector.validation import calibrate_virtual_threshold, choose_validation_faces, embed_images
@@ -65,8 +67,10 @@ def main() -> None:
     generator = load_generator(Path("models/generator.pt"), "cpu")
     rows = read_split(Path("data/split.csv"))[args.split]
     faces = rows if args.split == "val" else choose_validation_faces(rows, args.faces, seed=0, per_identity=6)
-    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in faces], 32, "cpu",
-                                   Path("runs/train/embeddings"))
+    # What P reads, by whether it reads the mirrored face too (train.mirror_input): computed once each.
+    encoders = {False: encoder, True: Mirrored(encoder)}
+    embeddings_of = functools.cache(lambda mirrored: frozen_embeddings(
+        encoders[mirrored], Path("data/aligned"), [r["image"] for r in faces], 32, "cpu", Path("runs/train/embeddings")))
     identities = [r["identity"] for r in faces]
     generator_sha256 = sha256_file(Path("models/generator.pt"))
     tau = eer_threshold(Path("models/thresholds"), models.eval_recognizer)
@@ -75,7 +79,8 @@ def main() -> None:
         if state.get("generator_sha256") not in (None, generator_sha256):
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
-        virtual = VirtualFaces(encoder, projector, generator).eval()
+        virtual = VirtualFaces(encoders[projector.mirror_input], projector, generator).eval()
+        embeddings = embeddings_of(projector.mirror_input)
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed)
                  for seed in range(args.key_draws)]
         for seed, draw in enumerate(draws):

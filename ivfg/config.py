@@ -258,6 +258,10 @@ class TrainConfig(Section):
     # which one person's photos vary less against how people differ, so that one person's photos enter
     # P closer together relative to other people.
     lda_dims: int | None = Field(None, ge=1)
+    # P reads E(x) averaged with E of the mirrored face (both at unit length), at training and at every
+    # use: a face and its mirror image are one person, so what the pair shares is more of who it is and
+    # less of the photo's pose and light. false: E(x) alone (the paper).
+    mirror_input: bool = False
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,

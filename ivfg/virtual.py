@@ -18,7 +18,7 @@ from ivfg.fileio import write_torch
 from ivfg.gan.export import load_generator
 from ivfg.gan.networks import Generator
 from ivfg.keys import as_batch
-from ivfg.models.recognizers import Recognizer
+from ivfg.models.recognizers import Mirrored, Recognizer
 from ivfg.projector.network import Projector
 
 FORMAT = "ivfg-projector/1"
@@ -120,7 +120,10 @@ def assemble(projector: Projector, generator: Generator, info: dict, device: tor
     """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`)."""
     from ivfg.models.registry import build_recognizer
 
-    virtual = VirtualFaces(build_recognizer(info["encoder"], device, weights, fast=fast), projector, generator).eval()
+    encoder = build_recognizer(info["encoder"], device, weights, fast=fast)
+    if projector.mirror_input:
+        encoder = Mirrored(encoder)
+    virtual = VirtualFaces(encoder, projector, generator).eval()
     virtual.model_info = info
     return virtual
 

@@ -58,6 +58,7 @@ def test_empty_params_give_defaults():
         ({"train": {"batch": 0}}, "train.batch"),
         ({"train": {"lda_dims": 0}}, "train.lda_dims"),
         ({"train": {"lda_dims": 8, "key_input": "signs"}}, "train"),
+        ({"train": {"mirror_input": "both"}}, "train.mirror_input"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_key(raw, key):

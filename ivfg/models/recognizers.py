@@ -53,6 +53,22 @@ class Recognizer(nn.Module):
         return self
 
 
+class Mirrored(Recognizer):
+    """A recognizer read on a face and its mirror image: the sum of the two unit-length embeddings
+    (compare by cosine). What `train.mirror_input` feeds P."""
+
+    def __init__(self, inner: Recognizer):
+        super().__init__()
+        self.inner = inner
+        self.name, self.differentiable = f"{inner.name}-mirrored", inner.differentiable
+        self.embedding_dim, self.input_size = inner.embedding_dim, inner.input_size
+        self.fast = getattr(inner, "fast", False)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(self.inner.embed(images).float(), dim=-1)
+                + F.normalize(self.inner.embed(images.flip(-1)).float(), dim=-1))
+
+
 class SFace(Recognizer):
     """OpenCV Zoo SFace (MobileFaceNet, 128-d), ported from its ONNX file; RGB 0..255 at 112x112."""
 

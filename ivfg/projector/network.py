@@ -10,6 +10,8 @@ is `space`:
 With `input_dims` n, E(x) is first projected onto n fixed directions (`set_input_projection`: the
 training people's linear discriminant directions, `projector.data.discriminant_directions`), so that
 what P reads of a face is what tells people apart rather than how one person's photos differ.
+With `mirror_input`, what P reads is E(x) + E(mirrored x) (`VirtualFaces.encoder` is then
+`recognizers.Mirrored`): the flag travels in P's config so that every user of the file feeds it alike.
 How the key enters is `key_input`:
 - "concat" (the paper): [E(x), k];
 - "signs": [E(x) * s(k), k] with s(k) a +-1 pattern hashed from the key (`keys.key_signs`). Flipping
@@ -33,7 +35,8 @@ KEY_INPUTS = ("concat", "signs")
 
 class Projector(nn.Module):
     def __init__(self, embedding_dim: int, key_bits: int, style_dim: int, hidden_layers: int = 2,
-                 hidden_dim: int = 512, space: str = "w", key_input: str = "concat", input_dims: int | None = None):
+                 hidden_dim: int = 512, space: str = "w", key_input: str = "concat", input_dims: int | None = None,
+                 mirror_input: bool = False):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"unknown latent space {space!r}; known: {', '.join(SPACES)}")
@@ -42,6 +45,8 @@ class Projector(nn.Module):
         self.embedding_dim, self.key_bits, self.style_dim = embedding_dim, key_bits, style_dim
         self.hidden_layers, self.hidden_dim, self.space = hidden_layers, hidden_dim, space
         self.key_input, self.input_dims = key_input, input_dims
+        # Read by VirtualFaces, which feeds P: its input is E(x) + E(mirrored x) (`train.mirror_input`).
+        self.mirror_input = mirror_input
         if input_dims is not None:
             if key_input == "signs":
                 raise ValueError("key_input 'signs' flips the embedding's own entries: it needs input_dims None")
@@ -64,7 +69,8 @@ class Projector(nn.Module):
     def config(self) -> dict:
         return {"embedding_dim": self.embedding_dim, "key_bits": self.key_bits, "style_dim": self.style_dim,
                 "hidden_layers": self.hidden_layers, "hidden_dim": self.hidden_dim, "space": self.space,
-                "key_input": self.key_input, **({"input_dims": self.input_dims} if self.input_dims is not None else {})}
+                "key_input": self.key_input, **({"input_dims": self.input_dims} if self.input_dims is not None else {}),
+                **({"mirror_input": True} if self.mirror_input else {})}
 
     def set_input_projection(self, mean: torch.Tensor, directions: torch.Tensor) -> None:
         """E(x) (at unit length) is read as (E(x) - mean) @ directions, (embedding_dim, input_dims)."""

@@ -17,6 +17,7 @@ from ivfg.device import resolve_device
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
+from ivfg.models.recognizers import Mirrored
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import discriminant_directions, frozen_embeddings, identity_indices, index_triplets
 from ivfg.projector.network import Projector
@@ -49,7 +50,7 @@ def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.
     directions) is what P reads E(x) through when `train.lda_dims` is set."""
     torch.manual_seed(cfg.seed)
     projector = Projector(encoder.embedding_dim, cfg.key_bits, generator.style_dim, cfg.hidden_layers,
-                          cfg.hidden_dim, cfg.latent_space, cfg.key_input, cfg.lda_dims)
+                          cfg.hidden_dim, cfg.latent_space, cfg.key_input, cfg.lda_dims, cfg.mirror_input)
     projector.w_avg.copy_(generator.w_avg.cpu())
     if cfg.lda_dims is not None:
         projector.set_input_projection(*input_projection)
@@ -83,6 +84,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     # Both in their fast form (equal up to float rounding, about twice as fast on a CPU): R runs forward and
     # backward four times per triplet, and E's is the form evaluate and the CLI run, so P learns from the same E(x).
     encoder = build_recognizer(models.encoder, device, models.weights, fast=True)
+    if cfg.mirror_input:
+        encoder = Mirrored(encoder)
     recognizer = build_recognizer(models.train_recognizer, device, models.weights, fast=True)
     evaluator = build_recognizer(models.eval_recognizer, device, models.weights)
     if not recognizer.differentiable:
@@ -92,7 +95,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     cache = paths.run_dir / "embeddings"
     enc_emb = frozen_embeddings(encoder, paths.aligned, images, 32, device, cache)
     # R(x) of the real faces: E's when they are one network.
-    rec_emb = enc_emb if models.train_recognizer == models.encoder else \
+    rec_emb = enc_emb if models.train_recognizer == models.encoder and not cfg.mirror_input else \
         frozen_embeddings(recognizer, paths.aligned, images, 32, device, cache)
     val_rows = choose_validation_faces(read_split(paths.split)["val"], cfg.val_images, cfg.seed)
     if len({r["identity"] for r in val_rows}) < 2:

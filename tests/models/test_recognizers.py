@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ivfg.models.recognizers import Mirrored
 from ivfg.models.registry import WEIGHTS, build_inception, build_recognizer, weights_path
 from ivfg.models.weights import WeightsNotFound
 
@@ -155,3 +156,17 @@ def test_each_available_recognizer_is_built_as_its_entry_says():
     assert build_recognizer("sface", fast=True).fast
     with pytest.raises(ValueError, match="unknown recognizer 'arcface'; choose one of sface, "):
         build_recognizer("arcface")
+
+
+def test_the_mirrored_encoder_reads_a_face_and_its_mirror_image_alike(sface, aligned_faces):
+    mirrored = Mirrored(sface)
+    assert (mirrored.name, mirrored.embedding_dim) == ("sface-mirrored", sface.embedding_dim)
+    faces = next(iter(aligned_faces.values()))
+    with torch.no_grad():
+        both = mirrored.embed(faces)
+        # The sum of the two unit views: unchanged by mirroring the input, and not E(x) alone.
+        assert torch.allclose(both, mirrored.embed(faces.flip(-1)), atol=1e-5)
+        alone = torch.nn.functional.normalize(sface.embed(faces), dim=-1)
+        assert not torch.allclose(torch.nn.functional.normalize(both, dim=-1), alone, atol=1e-3)
+    worst_same, best_different = _same_vs_different(mirrored, aligned_faces)
+    assert worst_same > best_different

@@ -5,9 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ivfg.gan.export import save_generator
+from ivfg.gan.networks import Generator
 from ivfg.keys import random_keys
+from ivfg.models.recognizers import Mirrored
 from ivfg.projector.network import Projector
-from ivfg.virtual import load_projector, save_projector
+from ivfg.virtual import export_model, load_model, load_projector, load_virtual_faces, save_projector
 
 
 def first_layer_inputs(projector: Projector, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -62,3 +65,20 @@ def test_p_reads_the_embedding_through_its_input_projection_which_travels_in_the
         projector.set_input_projection(mean, torch.randn(128, 5))
     with pytest.raises(ValueError, match="needs input_dims None"):
         Projector(128, 8, 32, key_input="signs", input_dims=4)
+
+
+def test_a_projector_that_reads_mirrored_input_is_fed_it_by_every_loader(tmp_path):
+    arch = {"resolution": 16, "style_dim": 32, "mapping_layers": 2, "mapping_lr_mul": 0.01, "channel_base": 128,
+            "channel_max": 16}
+    torch.manual_seed(0)
+    save_generator(tmp_path / "g.pt", Generator(**arch), arch)
+    projector = Projector(128, 8, 32, hidden_layers=1, hidden_dim=16, space="z", mirror_input=True)
+    assert Projector(**projector.config()).mirror_input
+    save_projector(tmp_path / "p.pt", projector, "sface", "sface")
+    export_model(tmp_path / "ivfg.pt", tmp_path / "p.pt", tmp_path / "g.pt")
+    faces = torch.rand(2, 3, 128, 128)
+    for virtual in (load_virtual_faces(tmp_path / "p.pt", tmp_path / "g.pt"), load_model(tmp_path / "ivfg.pt")):
+        assert isinstance(virtual.encoder, Mirrored)
+        assert torch.allclose(virtual.embed(faces), virtual.embed(faces.flip(-1)), atol=1e-5)
+    # Without it the config is what it always was, so earlier model files and their hashes stay as they are.
+    assert "mirror_input" not in Projector(128, 8, 32).config()
