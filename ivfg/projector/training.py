@@ -113,7 +113,7 @@ class ProjectorTrainer:
         self.settings = settings
         self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction,
                              typical_square(virtual, cfg.seed) if cfg.prior == "typical" else None,
-                             cfg.inter_margin, cfg.intra_margin, cfg.con_margin)
+                             cfg.inter_margin, cfg.intra_margin, cfg.con_margin, cfg.inter_form, cfg.temperature)
         self.log_metrics = log_metrics or (lambda metrics, step: None)
         self.end_of_epoch = end_of_epoch or (lambda epoch: {})
         self.autocast = autocast_for(cfg, device)

@@ -110,6 +110,10 @@ def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
     assert len(torch.unique(k1, dim=0)) > 1 and ((k1 != k2).any(1)).all()
     trainer.train(stop_after_steps=2)
     assert trainer.steps == 2 and torch.isfinite(torch.tensor(trainer.curve[-1]["inter"]))
+    contrastive = make_trainer(parts, tmp_path / "contrastive", inter_pairs="batch", inter_form="contrastive")
+    contrastive.train(stop_after_steps=2)
+    # Two triplets under one k1 always hold a same-person pair (x1, x2), so the ranking term is never empty.
+    assert contrastive.curve[-1]["inter"] > 0 and torch.isfinite(torch.tensor(contrastive.curve[-1]["total"]))
     generator, encoder, recognizer, embeddings, triplets = parts
     with pytest.raises(ValueError, match="identity of every embedding row"):
         ProjectorTrainer(TrainConfig(inter_pairs="batch"), trainer.virtual, recognizer, embeddings, embeddings,
