@@ -298,6 +298,10 @@ class TrainConfig(Section):
     # 'constant', or 'cosine': lr follows half a cosine from `lr` down to 0 at the last step, so the
     # last epochs settle instead of oscillating between validation checks.
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # null: P's weights after the last step are the ones validated and exported (the paper). d: an
+    # exponential moving average of them (decay d per step) is, so that the result does not depend on
+    # where in its oscillation between validation checks the last step left P.
+    ema: float | None = Field(None, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = Field(20, ge=1)
     batch: int = Field(16, ge=1, le=4096)

@@ -135,6 +135,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
         print(f"stopped at epoch {trainer.epoch} of {cfg.epochs}, step {trainer.steps}; rerun to resume")
         return {}
 
+    trainer.keep_averaged_weights()
     virtual.eval()
     val_all = read_split(paths.split)["val"]
     calibration = calibrate_virtual_threshold(
