@@ -60,11 +60,16 @@ class Quaternion:
     identities: torch.Tensor | None = None
 
 
+def faces_under_k1(q: Quaternion) -> torch.Tensor:
+    """R's unit features of every face rendered under k1 (x1 | x2 | y), in the order of `q.identities`."""
+    return F.normalize(torch.cat([q.x1_k1, q.x2_k1, q.y_k1]).float(), dim=-1)
+
+
 def inter_loss(q: Quaternion, margin: float) -> torch.Tensor:
     """L_inter: the paper's pair (x1, y) per triplet, or every pair of different people under the shared k1."""
     if q.identities is None:
         return embedding_loss(q.x1_k1, q.y_k1, False, margin).mean()
-    features = F.normalize(torch.cat([q.x1_k1, q.x2_k1, q.y_k1]).float(), dim=-1)
+    features = faces_under_k1(q)
     apart = (q.identities[:, None] != q.identities[None, :]).triu(1)
     return ((features @ features.T)[apart] - margin).clamp(min=0).mean()
 
@@ -75,7 +80,7 @@ def contrastive_inter_loss(q: Quaternion, temperature: float) -> torch.Tensor:
     so the push on a pair of different people lasts as long as they rival a genuine pair."""
     if q.identities is None:
         raise ValueError("the contrastive L_inter needs the identities of the faces under one shared k1")
-    features = F.normalize(torch.cat([q.x1_k1, q.x2_k1, q.y_k1]).float(), dim=-1)
+    features = faces_under_k1(q)
     logits = features @ features.T / temperature
     self_pair = torch.eye(len(features), dtype=torch.bool, device=features.device)
     logits = logits.masked_fill(self_pair, float("-inf"))
