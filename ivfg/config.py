@@ -277,8 +277,9 @@ class TrainConfig(Section):
     # (the paper's max(0, cos - m) per pair, which stops pushing a pair once it is below m) or
     # 'contrastive': a supervised contrastive term over the faces under k1, -log of the softmax weight
     # (cosines over `temperature`) of each face's same-person faces among all the others, which keeps
-    # ranking one person's faces above everyone else's instead of stopping at a fixed cosine.
-    inter_form: Literal["hinge", "contrastive"] = "hinge"
+    # ranking one person's faces above everyone else's instead of stopping at a fixed cosine;
+    # 'contrastive_keys': the same with each x1 under its own k2 among the others, as another identity.
+    inter_form: Literal["hinge", "contrastive", "contrastive_keys"] = "hinge"
     temperature: float = Field(0.1, gt=0, le=10)
     # Which other person L_inter pushes x1's virtual face away from: 'random' (the triplet's own y, the
     # paper) or 'hard': of `negative_pool` random faces of other people, the one whose real face the
@@ -320,8 +321,8 @@ class TrainConfig(Section):
         if self.lda_dims is not None and self.key_input == "signs":
             raise ValueError("train.lda_dims needs train.key_input 'concat': 'signs' flips E(x)'s own entries; "
                              "set lda_dims to null or key_input to concat")
-        if self.inter_form == "contrastive" and self.inter_pairs != "batch":
-            raise ValueError("train.inter_form 'contrastive' ranks faces rendered under one shared k1: it needs "
+        if self.inter_form != "hinge" and self.inter_pairs != "batch":
+            raise ValueError(f"train.inter_form '{self.inter_form}' ranks faces rendered under one shared k1: it needs "
                              "train.inter_pairs 'batch'; set inter_pairs to batch or inter_form to hinge")
         return self
 
