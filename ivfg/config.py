@@ -239,6 +239,9 @@ class LossWeights(Section):
     intra: float = Field(1.0, ge=0)
     inter: float = Field(1.0, ge=0)
     reg: float = Field(20.0, ge=0)
+    # Not the paper's: L_rank, the contrastive ranking of virtual identities under the batch's one k1
+    # (`contrastive_inter_loss` with each x1 under its k2 as an identity of its own), beside L_inter.
+    rank: float = Field(0.0, ge=0)
 
 
 class TrainConfig(Section):
@@ -321,6 +324,9 @@ class TrainConfig(Section):
         if self.lda_dims is not None and self.key_input == "signs":
             raise ValueError("train.lda_dims needs train.key_input 'concat': 'signs' flips E(x)'s own entries; "
                              "set lda_dims to null or key_input to concat")
+        if self.weights.rank > 0 and self.inter_pairs != "batch":
+            raise ValueError("train.weights.rank ranks faces rendered under one shared k1: it needs "
+                             "train.inter_pairs 'batch'; set inter_pairs to batch or weights.rank to 0")
         if self.inter_form != "hinge" and self.inter_pairs != "batch":
             raise ValueError(f"train.inter_form '{self.inter_form}' ranks faces rendered under one shared k1: it needs "
                              "train.inter_pairs 'batch'; set inter_pairs to batch or inter_form to hinge")

@@ -15,6 +15,8 @@ features and the realism prior on w. One object owns how the weighted terms comb
               of its own: a person under another key ranks below their own faces under k1
     L_reg   = ||w - w_bar||^2                       realism: stay near the average latent (prior 'w_bar')
             = max(0, mean (w - w_bar)^2 / s^2 - 1)^2    or only beyond G's typical distance s (prior 'typical')
+    L_rank  = the contrastive form with T(x1, k2) as identities of their own, beside the hinge L_inter
+              (not the paper's; weight 0 by default, and measured only with one shared k1)
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from ivfg.config import LossWeights
 
-TERMS = ("pri", "con", "intra", "inter", "reg")
+TERMS = ("pri", "con", "intra", "inter", "reg", "rank")
 
 
 def embedding_loss(f1: torch.Tensor, f2: torch.Tensor, same: bool, margin: float,
@@ -124,6 +126,8 @@ class IvfgLoss:
             "inter": (inter_loss(q, self.inter_margin) if self.inter_form == "hinge" else
                       contrastive_inter_loss(q, self.temperature, self.inter_form == "contrastive_keys")),
             "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),
+            "rank": (q.latents.new_zeros(()) if q.identities is None
+                     else contrastive_inter_loss(q, self.temperature, other_keys=True)),
         }
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:

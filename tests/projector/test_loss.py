@@ -198,6 +198,27 @@ def test_contrastive_keys_ranks_a_person_under_another_key_as_another_identity()
     assert contrastive_inter_loss(apart, t, other_keys=True) < loss
 
 
+def test_rank_term_sits_beside_the_hinge_inter_and_needs_one_shared_k1():
+    from pydantic import ValidationError
+
+    from ivfg.config import TrainConfig
+    from ivfg.projector.loss import contrastive_inter_loss
+    q = Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(10), x2_k1=unit(30), y_k1=unit(90),
+                   latents=torch.zeros(1, 2), identities=torch.tensor([0, 0, 1]))
+    loss = IvfgLoss(LossWeights(rank=0.5), margin=0.4, temperature=0.5)
+    terms = loss.terms(q, torch.zeros(2))
+    assert terms["rank"].item() == pytest.approx(contrastive_inter_loss(q, 0.5, other_keys=True).item())
+    assert terms["inter"].item() > 0          # the hinge stays beside it: x2 and y under k1 at cos 0.5 > 0.4
+    total, _ = loss(q, torch.zeros(2))
+    without = IvfgLoss(LossWeights(rank=0), margin=0.4, temperature=0.5)(q, torch.zeros(2))[0]
+    assert total.item() == pytest.approx(without.item() + 0.5 * terms["rank"].item())
+    # Without one shared k1 there is nothing to rank: measured as 0, and refused in the config.
+    alone = Quaternion(**{**q.__dict__, "identities": None})
+    assert loss.terms(alone, torch.zeros(2))["rank"].item() == 0
+    with pytest.raises(ValidationError, match="weights.rank"):
+        TrainConfig(weights={"rank": 0.1})
+
+
 def test_contrastive_inter_needs_one_shared_k1():
     from pydantic import ValidationError
 
