@@ -119,15 +119,22 @@ class IvfgLoss:
 
     def terms(self, q: Quaternion, w_avg: torch.Tensor) -> dict[str, torch.Tensor]:
         m = self.margin
+        # L_rank is L_inter's contrastive_keys form: computed once when both ask for it.
+        rank = (q.latents.new_zeros(()) if q.identities is None
+                else contrastive_inter_loss(q, self.temperature, other_keys=True))
+        if self.inter_form == "hinge":
+            inter = inter_loss(q, self.inter_margin)
+        elif self.inter_form == "contrastive_keys" and q.identities is not None:
+            inter = rank
+        else:   # the contrastive forms refuse a batch without one shared k1
+            inter = contrastive_inter_loss(q, self.temperature, self.inter_form == "contrastive_keys")
         return {
             "pri": embedding_loss(q.x1_k1, q.real_x1, False, m).mean(),
             "con": embedding_loss(q.x1_k1, q.x1_k2, False, self.con_margin).mean(),
             "intra": embedding_loss(q.x1_k1, q.x2_k1, True, m, self.intra_margin).mean(),
-            "inter": (inter_loss(q, self.inter_margin) if self.inter_form == "hinge" else
-                      contrastive_inter_loss(q, self.temperature, self.inter_form == "contrastive_keys")),
+            "inter": inter,
             "reg": latent_prior(q.latents, w_avg, self.reg_reduction, self.typical).mean(),
-            "rank": (q.latents.new_zeros(()) if q.identities is None
-                     else contrastive_inter_loss(q, self.temperature, other_keys=True)),
+            "rank": rank,
         }
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
