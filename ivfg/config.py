@@ -273,6 +273,14 @@ class TrainConfig(Section):
     # own k1) or 'batch' (one k1 for the whole batch, and every pair of different people rendered under
     # it: the case of Set-B and of `ivfg compare` with one key, with 3B(3B-1)/2 pairs instead of B).
     inter_pairs: Literal["triplet", "batch"] = "triplet"
+    # How L_inter keeps people apart under the batch's shared k1 (needs inter_pairs 'batch'): 'hinge'
+    # (the paper's max(0, cos - m) per pair, which stops pushing a pair once it is below m) or
+    # 'contrastive': a supervised contrastive term over the faces under k1, -log of the softmax weight
+    # (cosines over `temperature`) of each face's same-person faces among all the others, which keeps
+    # ranking one person's faces above everyone else's instead of stopping at a fixed cosine;
+    # 'contrastive_keys': the same with each x1 under its own k2 among the others, as another identity.
+    inter_form: Literal["hinge", "contrastive", "contrastive_keys"] = "hinge"
+    temperature: float = Field(0.1, gt=0, le=10)
     # Which other person L_inter pushes x1's virtual face away from: 'random' (the triplet's own y, the
     # paper) or 'hard': of `negative_pool` random faces of other people, the one whose real face the
     # training recognizer finds most like x1's, because similar-looking people are Set-B's errors.
@@ -291,6 +299,10 @@ class TrainConfig(Section):
     # 'constant', or 'cosine': lr follows half a cosine from `lr` down to 0 at the last step, so the
     # last epochs settle instead of oscillating between validation checks.
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # null: P's weights after the last step are the ones validated and exported (the paper). d: an
+    # exponential moving average of them (decay d per step) is, so that the result does not depend on
+    # where in its oscillation between validation checks the last step left P.
+    ema: float | None = Field(None, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = Field(20, ge=1)
     batch: int = Field(16, ge=1, le=4096)
@@ -309,6 +321,9 @@ class TrainConfig(Section):
         if self.lda_dims is not None and self.key_input == "signs":
             raise ValueError("train.lda_dims needs train.key_input 'concat': 'signs' flips E(x)'s own entries; "
                              "set lda_dims to null or key_input to concat")
+        if self.inter_form != "hinge" and self.inter_pairs != "batch":
+            raise ValueError(f"train.inter_form '{self.inter_form}' ranks faces rendered under one shared k1: it needs "
+                             "train.inter_pairs 'batch'; set inter_pairs to batch or inter_form to hinge")
         return self
 
 

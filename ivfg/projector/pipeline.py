@@ -135,16 +135,19 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
         print(f"stopped at epoch {trainer.epoch} of {cfg.epochs}, step {trainer.steps}; rerun to resume")
         return {}
 
+    trainer.keep_averaged_weights()
     virtual.eval()
     val_all = read_split(paths.split)["val"]
     calibration = calibrate_virtual_threshold(
         virtual, frozen_embeddings(encoder, paths.aligned, [r["image"] for r in val_all], 32, device, cache),
         [r["identity"] for r in val_all], evaluator, cfg.seed)
-    log.info("τ_v %.4f (EER %.4f over %d virtual validation faces; Set-B EER %.4f)", calibration["threshold"],
-             calibration["eer"], calibration["faces"], calibration["set_b_eer"])
+    log.info("τ_v %.4f (EER %.4f over %d virtual validation faces), τ_1 %.4f (Set-B EER %.4f over %d keys)",
+             calibration["threshold"], calibration["eer"], calibration["faces"], calibration["one_key_threshold"],
+             calibration["set_b_eer"], calibration["one_key_draws"])
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
-                   virtual_threshold=calibration["threshold"], epochs=trainer.epoch,
+                   virtual_threshold=calibration["threshold"], one_key_threshold=calibration["one_key_threshold"],
+                   epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.

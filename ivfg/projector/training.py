@@ -14,11 +14,13 @@ import hashlib
 import logging
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ivfg.config import TrainConfig
@@ -113,7 +115,7 @@ class ProjectorTrainer:
         self.settings = settings
         self.loss = IvfgLoss(cfg.weights, cfg.margin, cfg.reg_reduction,
                              typical_square(virtual, cfg.seed) if cfg.prior == "typical" else None,
-                             cfg.inter_margin, cfg.intra_margin, cfg.con_margin)
+                             cfg.inter_margin, cfg.intra_margin, cfg.con_margin, cfg.inter_form, cfg.temperature)
         self.log_metrics = log_metrics or (lambda metrics, step: None)
         self.end_of_epoch = end_of_epoch or (lambda epoch: {})
         self.autocast = autocast_for(cfg, device)
@@ -122,6 +124,8 @@ class ProjectorTrainer:
             frozen.eval().requires_grad_(False)
         self.projector = virtual.projector.train().requires_grad_(True)
         self.optimizer = torch.optim.Adam(self.projector.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.average = None if cfg.ema is None else AveragedModel(
+            self.projector, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.per_epoch = min(cfg.triplets_per_epoch or len(triplets), len(triplets))
         self.epoch, self.position, self.steps = 0, 0, 0
@@ -155,6 +159,7 @@ class ProjectorTrainer:
         write_torch(self.checkpoint_path, {
             "settings": self.settings, "finished": self.finished,
             "projector": self.projector.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
             "rng": self.rng.get_state(), "epoch": self.epoch, "position": self.position, "steps": self.steps,
             "order": self.order, "curve": self.curve, "validation": self.validation, "window": self._window})
 
@@ -175,6 +180,8 @@ class ProjectorTrainer:
                 f"differ. Restore them to resume it, or delete {self.run_dir} to start over with these.")
         self.projector.load_state_dict(state["projector"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self.rng.set_state(state["rng"])
         self.epoch, self.position, self.steps = state["epoch"], state["position"], state["steps"]
         self.order, self.curve, self.validation = state["order"], state["curve"], state["validation"]
@@ -209,8 +216,30 @@ class ProjectorTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg, self.steps, self.total_steps)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.projector)
         self.steps += 1
         return stats
+
+    # ----- the weights that count ---------------------------------------------------------------------
+    @contextmanager
+    def averaged_weights(self):
+        """P holds the weights that are validated and exported (with `train.ema`, the average) inside
+        the block, and its training weights again after it."""
+        if self.average is None:
+            yield
+            return
+        own = {k: v.detach().clone() for k, v in self.projector.state_dict().items()}
+        self.projector.load_state_dict(self.average.module.state_dict())
+        try:
+            yield
+        finally:
+            self.projector.load_state_dict(own)
+
+    def keep_averaged_weights(self) -> None:
+        """P keeps the weights to export (with `train.ema`, the average) once training is over."""
+        if self.average is not None:
+            self.projector.load_state_dict(self.average.module.state_dict())
 
     # ----- the loop ----------------------------------------------------------------------------------
     def train(self, stop_after_steps: int | None = None) -> None:
@@ -249,7 +278,8 @@ class ProjectorTrainer:
                 window_start, window_steps = time.perf_counter(), 0
             if self.position >= len(self.order):
                 self.epoch, self.position, self.order = self.epoch + 1, 0, None
-                figures = {"epoch": self.epoch, "step": self.steps, **self.end_of_epoch(self.epoch)}
+                with self.averaged_weights():
+                    figures = {"epoch": self.epoch, "step": self.steps, **self.end_of_epoch(self.epoch)}
                 self.validation.append(figures)
                 self.log_metrics({f"val/{k}": v for k, v in figures.items()}, self.steps)
                 self._checkpoint(session_start)

@@ -156,3 +156,54 @@ def test_inter_and_intra_margins_of_their_own():
     further = Quaternion(**{**q.__dict__, "x2_k1": unit(60)})
     pulled = IvfgLoss(LossWeights(), intra_margin=0.8).terms(further, torch.zeros(2))["intra"]
     assert pulled.item() == pytest.approx(0.8 - 0.5, abs=1e-6)        # cos 60° = 0.5 falls short of 0.8
+
+
+def test_contrastive_inter_ranks_one_persons_faces_above_everyone_elses():
+    from ivfg.projector.loss import contrastive_inter_loss
+    # Under one k1: x1 at 0°, x2 (the same person) at 30°, y (another person) at 90°.
+    q = Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(30), x2_k1=unit(30), y_k1=unit(90),
+                   latents=torch.zeros(1, 2), identities=torch.tensor([0, 0, 1]))
+    t = 0.5
+    c30, c60, c90 = (math.cos(math.radians(a)) for a in (30, 60, 90))
+    # x1's only same-person face is x2 (cos 30°), its rival y (cos 90°); x2's rival y at cos 60°; y has
+    # no same-person face and is no anchor.
+    x1 = -math.log(math.exp(c30 / t) / (math.exp(c30 / t) + math.exp(c90 / t)))
+    x2 = -math.log(math.exp(c30 / t) / (math.exp(c30 / t) + math.exp(c60 / t)))
+    loss = IvfgLoss(LossWeights(), inter_form="contrastive", temperature=t).terms(q, torch.zeros(2))["inter"]
+    assert loss.item() == pytest.approx((x1 + x2) / 2, abs=1e-5)
+    assert contrastive_inter_loss(q, t).item() == pytest.approx(loss.item())
+    # Moving the other person further away lowers it; no hinge: it still pushes past any margin.
+    far = Quaternion(**{**q.__dict__, "y_k1": unit(150)})
+    assert contrastive_inter_loss(far, t) < loss
+    assert IvfgLoss(LossWeights(), margin=0.4).terms(far, torch.zeros(2))["inter"].item() == 0
+    with pytest.raises(ValueError, match="identities"):
+        contrastive_inter_loss(Quaternion(**{**q.__dict__, "identities": None}), t)
+
+
+def test_contrastive_keys_ranks_a_person_under_another_key_as_another_identity():
+    from ivfg.projector.loss import contrastive_inter_loss
+    # x1 at 0° under k1, x1 under k2 at 10°, x2 (the same person under k1) at 30°, y at 90°.
+    q = Quaternion(real_x1=unit(60), x1_k1=unit(0), x1_k2=unit(10), x2_k1=unit(30), y_k1=unit(90),
+                   latents=torch.zeros(1, 2), identities=torch.tensor([0, 0, 1]))
+    t = 0.5
+    e = {a: math.exp(math.cos(math.radians(a)) / t) for a in (10, 20, 30, 60, 80, 90)}
+    # T(x1, k2) joins the denominators as a rival of x1 (10° away) and of x2 (20° away); it is no anchor.
+    x1 = -math.log(e[30] / (e[30] + e[90] + e[10]))
+    x2 = -math.log(e[30] / (e[30] + e[60] + e[20]))
+    loss = IvfgLoss(LossWeights(), inter_form="contrastive_keys", temperature=t).terms(q, torch.zeros(2))["inter"]
+    assert loss.item() == pytest.approx((x1 + x2) / 2, abs=1e-5)
+    assert loss > contrastive_inter_loss(q, t)
+    # Moving x1's other-key face away from both lowers it: the term pushes one person's keys apart.
+    apart = Quaternion(**{**q.__dict__, "x1_k2": unit(180)})
+    assert contrastive_inter_loss(apart, t, other_keys=True) < loss
+
+
+def test_contrastive_inter_needs_one_shared_k1():
+    from pydantic import ValidationError
+
+    from ivfg.config import TrainConfig
+    with pytest.raises(ValidationError, match="inter_pairs 'batch'"):
+        TrainConfig(inter_form="contrastive")
+    with pytest.raises(ValidationError, match="contrastive_keys"):
+        TrainConfig(inter_form="contrastive_keys")
+    assert TrainConfig(inter_form="contrastive", inter_pairs="batch").temperature == 0.1

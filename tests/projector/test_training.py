@@ -110,6 +110,10 @@ def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
     assert len(torch.unique(k1, dim=0)) > 1 and ((k1 != k2).any(1)).all()
     trainer.train(stop_after_steps=2)
     assert trainer.steps == 2 and torch.isfinite(torch.tensor(trainer.curve[-1]["inter"]))
+    contrastive = make_trainer(parts, tmp_path / "contrastive", inter_pairs="batch", inter_form="contrastive")
+    contrastive.train(stop_after_steps=2)
+    # Two triplets under one k1 always hold a same-person pair (x1, x2), so the ranking term is never empty.
+    assert contrastive.curve[-1]["inter"] > 0 and torch.isfinite(torch.tensor(contrastive.curve[-1]["total"]))
     generator, encoder, recognizer, embeddings, triplets = parts
     with pytest.raises(ValueError, match="identity of every embedding row"):
         ProjectorTrainer(TrainConfig(inter_pairs="batch"), trainer.virtual, recognizer, embeddings, embeddings,
@@ -117,7 +121,8 @@ def test_batch_inter_pairs_share_one_k1_and_need_identities(parts, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{"lr_schedule": "constant"}, {"lr_schedule": "cosine"},
-                                     {"negatives": "hard", "negative_pool": 4}, {"augment": 0.1}])
+                                     {"negatives": "hard", "negative_pool": 4}, {"augment": 0.1},
+                                     {"ema": 0.5}])
 def test_resume_is_exact(parts, tmp_path, options):
     whole = make_trainer(parts, tmp_path / "whole", **options)
     whole.train()
@@ -128,6 +133,8 @@ def test_resume_is_exact(parts, tmp_path, options):
     assert resumed.resume() and resumed.steps == 4 and resumed.epoch == 1
     resumed.train()
     assert same(state(whole.projector), state(resumed.projector))
+    if whole.average is not None:
+        assert same(state(whole.average.module), state(resumed.average.module))
     assert [r["total"] for r in whole.curve] == [r["total"] for r in resumed.curve]
     # The last step ran at the schedule's last lr (for cosine, a small fraction of the first).
     assert resumed.optimizer.param_groups[0]["lr"] == learning_rate(resumed.cfg, 5, 6)
@@ -231,3 +238,24 @@ def test_a_finished_run_under_other_settings_is_not_passed_off_as_the_new_one(pa
     assert not new.resume() and new.steps == 0
     new.train()
     assert new.finished and new.projector.key_bits == 16
+
+
+def test_ema_validates_and_exports_the_average_of_the_weights_along_training(parts, tmp_path):
+    trainer = make_trainer(parts, tmp_path / "ema", ema=0.5)
+    seen = []
+    trainer.end_of_epoch = lambda epoch: seen.append(state(trainer.projector)) or {}
+    expected = None
+    for _ in range(3):
+        trainer.train(stop_after_steps=1)
+        now = state(trainer.projector)
+        expected = now if expected is None else {k: 0.5 * expected[k] + 0.5 * now[k] for k in now}
+    assert trainer.epoch == 1 and len(seen) == 1  # the epoch's check saw the average, not the last step's P
+    assert all(torch.allclose(seen[0][k], expected[k]) for k in expected)
+    assert not same(seen[0], now) and same(state(trainer.projector), now)  # and training goes on from its own
+    trainer.keep_averaged_weights()
+    assert all(torch.allclose(state(trainer.projector)[k], expected[k]) for k in expected)
+    plain = make_trainer(parts, tmp_path / "plain")
+    plain.train(stop_after_steps=3)
+    before = state(plain.projector)
+    plain.keep_averaged_weights()
+    assert plain.average is None and same(before, state(plain.projector))
