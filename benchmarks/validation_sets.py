@@ -76,7 +76,8 @@ def main() -> None:
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
         virtual = VirtualFaces(encoder, projector, generator).eval()
-        draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed)
+        # One Set-B key per seed: the draws are the seeds.
+        draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)
                  for seed in range(args.key_draws)]
         for seed, draw in enumerate(draws):
             draw["key_diversity"] = key_diversity(virtual, embeddings, evaluator, tau, seed)

@@ -260,6 +260,15 @@ def anonymize(args: argparse.Namespace) -> int:
     return 0
 
 
+def decision_threshold(info: dict) -> tuple[str, float | None]:
+    """Where two photos under one key are one person: τ_1, calibrated on virtual faces under one key;
+    models from before it hold τ_v (virtual faces, each person their own key) or only τ (real faces)."""
+    for name, field in (("τ_1", "one_key_threshold"), ("τ_v", "virtual_threshold"), ("τ", "eval_threshold")):
+        if info.get(field) is not None:
+            return name, float(info[field])
+    return "τ", None
+
+
 def compare(args: argparse.Namespace) -> int:
     import torch
 
@@ -268,9 +277,7 @@ def compare(args: argparse.Namespace) -> int:
 
     tool, key, virtual = load_tools(args)
     info = virtual.model_info
-    # τ_v, calibrated on virtual faces, is the decision rule in the virtual space; older models hold τ only.
-    name, threshold = ("τ_v", info.get("virtual_threshold")) if info.get("virtual_threshold") is not None \
-        else ("τ", info.get("eval_threshold"))
+    name, threshold = decision_threshold(info)
     if threshold is None:
         raise UserError(f"{args.model} holds no threshold; export it again after the train stage")
     faces = []

@@ -145,7 +145,8 @@ MODEL_PARTS = ("key_bits", "encoder", "projector", "projector_state", "generator
 def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
     """The one file a user needs (format `ivfg-model/1`): P with w-bar and the generator's synthesis
     weights, the key length, the encoder's registry name, and the evaluation recognizer with its
-    thresholds: τ (set on real faces) and τ_v (set on virtual faces, what `ivfg compare` decides at). Returns its description (everything but the weights)."""
+    thresholds: τ (set on real faces), τ_v (on virtual faces, each person their own key) and τ_1 (on virtual
+    faces under one key, what `ivfg compare` decides at). Returns its description (everything but the weights)."""
     projector, state = load_projector(projector_path)
     generator = torch.load(Path(generator_path), map_location="cpu", weights_only=True)
     if not isinstance(generator, dict) or "architecture" not in generator:
@@ -155,6 +156,7 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
             "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
             "eval_threshold": state.get("eval_threshold"), "virtual_threshold": state.get("virtual_threshold"),
+            "one_key_threshold": state.get("one_key_threshold"),
             "resolution": generator["architecture"]["resolution"]}
     write_torch(path, {**info, "projector": projector.config(),
                        "projector_state": {k: v.detach().cpu() for k, v in projector.state_dict().items()},

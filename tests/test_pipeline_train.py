@@ -63,6 +63,7 @@ def test_the_pipeline_trains_p_and_writes_its_model_curves_and_metrics(project):
     assert 0 <= validation["set_a_eer"] <= 1 and validation["identities"] >= 2
     calibration = metrics["virtual_threshold"]  # τ_v, on every validation face's virtual face
     assert calibration["faces"] >= validation["faces"] and 0 <= calibration["eer"] <= 1
+    assert calibration["one_key_draws"] == 4 and 0 <= calibration["set_b_impostor_rejected_one_key"] <= 1
     curve = read_csv(root / "plots" / "train.csv")
     assert [int(r["step"]) for r in curve] == [1, 2, 3, 4]
     assert [int(r["epoch"]) for r in read_csv(root / "plots" / "train_val.csv")] == [1, 2]
@@ -132,6 +133,7 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     assert figures["set_a"]["pairs"] == n * (n - 1) // 2 and "eer_std" in figures["set_a"]
     # Measured on the exported model, with its τ_v beside τ; diversity over a second key per face.
     assert {"genuine_accepted_v", "impostor_rejected_v"} <= set(figures["set_a"])
+    assert {"genuine_accepted_1", "impostor_rejected_1"} <= set(figures["set_b"])  # at τ_1, ivfg compare's
     assert figures["diversity"]["pairs"] == n and figures["original_lowres"]["resolution"] == 16
     assert figures["latent_spread"]["ratio"] >= 0
     for row in ("protection", "diversity", "recoverability", "detection"):

@@ -68,15 +68,17 @@ class FaceSets:
                  threshold: float, seed: int, device: torch.device, baselines: dict[str, Callable] | None = None,
                  inception=None, detector=None, fid_dims: tuple[int, ...] = (192, 2048), batch: int = 64,
                  autocast: Callable = contextlib.nullcontext, precision: str = "fp32",
-                 cache_dir: Path | None = None, virtual_threshold: float | None = None):
+                 cache_dir: Path | None = None, virtual_threshold: float | None = None,
+                 one_key_threshold: float | None = None):
         """faces: uint8 (N, 3, S, S) in the canonical frame; identities: one name per face; threshold: τ,
-        set on real faces; virtual_threshold: τ_v, set on virtual faces (None: the model has none)."""
+        set on real faces; virtual_threshold, one_key_threshold: τ_v and τ_1, set on virtual faces (each
+        person their own key, one key for everyone; None: the model has none)."""
         names = sorted(set(identities))
         self.identities = names
         self.labels = np.array([names.index(i) for i in identities])
         self.faces, self.virtual, self.recognizer = faces, virtual, recognizer
         self.threshold, self.seed, self.device = threshold, seed, device
-        self.virtual_threshold = virtual_threshold
+        self.virtual_threshold, self.one_key_threshold = virtual_threshold, one_key_threshold
         self.baselines = baselines or {}
         self.inception, self.detector, self.fid_dims, self.batch = inception, detector, tuple(fid_dims), batch
         self.autocast, self.precision = autocast, precision  # for Inception only

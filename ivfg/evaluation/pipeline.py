@@ -84,15 +84,17 @@ def build_face_sets(cfg: EvaluateConfig, virtual: VirtualFaces, faces: torch.Ten
                     inception=build_inception(device, weights), detector=FaceAligner(AlignConfig(device=str(device))),
                     fid_dims=tuple(cfg.fid_dims), batch=cfg.batch, autocast=autocast_for(cfg, device),
                     precision="bf16" if uses_bf16(cfg.amp, device) else "fp32", cache_dir=cache,
-                    virtual_threshold=virtual_threshold(virtual, cfg.recognizer))
+                    virtual_threshold=virtual_threshold(virtual, cfg.recognizer),
+                    one_key_threshold=virtual_threshold(virtual, cfg.recognizer, "one_key_threshold"))
 
 
-def virtual_threshold(virtual: VirtualFaces, recognizer: str) -> float | None:
-    """τ_v, which the train stage calibrated on virtual validation faces, if it did so for this recognizer."""
+def virtual_threshold(virtual: VirtualFaces, recognizer: str, field: str = "virtual_threshold") -> float | None:
+    """τ_v (or, with field 'one_key_threshold', τ_1), which the train stage calibrated on virtual validation
+    faces, if it did so for this recognizer."""
     info = virtual.model_info
-    if info.get("virtual_threshold") is None or info.get("eval_recognizer") != recognizer:
+    if info.get(field) is None or info.get("eval_recognizer") != recognizer:
         return None
-    return float(info["virtual_threshold"])
+    return float(info[field])
 
 
 def evaluate_sets(sets: FaceSets, cfg: EvaluateConfig, attacker) -> dict:

@@ -122,5 +122,8 @@ def test_the_virtual_threshold_is_the_eer_threshold_of_set_a_pairs_of_virtual_fa
     assert copy["faces"] == 6 and copy["identities"] == 3 and copy["pairs"] == 15
     # A T that keeps each person whatever the key keeps people apart under one key too (Set-B).
     assert copy["set_b_eer"] == 0.0 and copy["set_b_impostor_rejected"] == 1.0 and copy["set_b_genuine_accepted"] == 1.0
+    # τ_1, Set-B's own EER threshold (mean over the key draws), separates them as well.
+    assert copy["one_key_draws"] == 4 and impostor_highest < copy["one_key_threshold"] <= genuine_lowest
+    assert copy["set_b_impostor_rejected_one_key"] == 1.0 and copy["set_b_genuine_accepted_one_key"] == 1.0
     constant = calibrate_virtual_threshold(Identity(faces, constant=True), index, identities, recognizer)
     assert constant["eer"] == pytest.approx(0.5) and constant["set_b_eer"] == pytest.approx(0.5)
