@@ -261,9 +261,10 @@ def anonymize(args: argparse.Namespace) -> int:
 
 
 def decision_threshold(info: dict) -> tuple[str, float | None]:
-    """Where two photos under one key are one person: τ_1, calibrated on virtual faces under one key;
-    models from before it hold τ_v (virtual faces, each person their own key) or only τ (real faces)."""
-    for name, field in (("τ_1", "one_key_threshold"), ("τ_v", "virtual_threshold"), ("τ", "eval_threshold")):
+    """Where two virtual faces are one person: τ_v, calibrated on virtual faces (each person their own
+    key); older models hold only τ (real faces). τ_1 (one key for everyone) is stricter: at it one person's
+    own video frames split apart (tests/test_video.py), so it is reported, not decided at."""
+    for name, field in (("τ_v", "virtual_threshold"), ("τ", "eval_threshold")):
         if info.get(field) is not None:
             return name, float(info[field])
     return "τ", None

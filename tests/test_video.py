@@ -259,7 +259,7 @@ def test_one_euro_smoothing_removes_jitter_from_a_still_face():
 def shipped_tracks(clip, secret, tmp_path_factory):
     """The shipped model's output for the clip: each person's virtual-face crops (found by MTCNN in the
     output, away from the frames where one is covered), embedded by the evaluation recognizer, and the
-    threshold `ivfg compare` decides at (τ_1: virtual faces under one key)."""
+    threshold `ivfg compare` decides at (τ_v)."""
     from facenet_pytorch import MTCNN
 
     from ivfg.data.faceframe import warp_to_frame
@@ -286,16 +286,16 @@ def shipped_tracks(clip, secret, tmp_path_factory):
 
 
 def test_the_shipped_model_keeps_each_person_one_virtual_identity(shipped_tracks):
-    """Crops of one person's virtual face across frames are one person at τ_1."""
-    emb, recognizer, tau_1 = shipped_tracks
+    """Crops of one person's virtual face across frames are one person at τ_v."""
+    emb, recognizer, tau_v = shipped_tracks
     for k in (0, 1):
         scores = recognizer.score(emb[k][:, None], emb[k][None, :])
-        assert (scores >= tau_1).float().mean() >= 0.99, k
+        assert (scores >= tau_v).float().mean() >= 0.99, k
 
 
 def test_the_shipped_model_gives_two_people_two_virtual_identities(shipped_tracks):
-    """The clip's two people under one key are two people at τ_1. One key for two people is Set-B's case,
-    where the shipped model's test-split errors are reported in reports/evaluate.md (Set-B at τ_1)."""
-    emb, recognizer, tau_1 = shipped_tracks
+    """The clip's two people under one key are two people at τ_v. One key for two people is Set-B's case,
+    where the shipped model's test-split errors are reported in reports/evaluate.md (Set-B at τ_v)."""
+    emb, recognizer, tau_v = shipped_tracks
     across = recognizer.score(emb[0][:, None], emb[1][None, :])
-    assert (across < tau_1).float().mean() >= 0.95
+    assert (across < tau_v).float().mean() >= 0.95
