@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from ivfg.anonymize import Anonymizer, Face
-from ivfg.cli import DEFAULT_MODEL
+from ivfg.cli import DEFAULT_MODEL, decision_threshold
 from ivfg.data.faceframe import warp_to_frame
 from ivfg.keys import read_key_file, user_key
 from ivfg.models.registry import build_recognizer
@@ -210,7 +210,7 @@ def main() -> None:
     virtual = load_model(args.model, device, fast=True)
     info = virtual.model_info
     tau = info["eval_threshold"]
-    tau_v = info.get("virtual_threshold") or tau
+    tau_v = decision_threshold(info)[1]  # what `ivfg compare` decides at (τ_v, or τ for older models)
     key = read_key_file(args.key, virtual.key_bits) if args.key else user_key(virtual.key_bits)
     tool = Anonymizer(virtual, MTCNN(keep_all=True, device=device), device)
     out = scratch / "ivfg.mp4"
