@@ -133,7 +133,7 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     assert figures["set_a"]["pairs"] == n * (n - 1) // 2 and "eer_std" in figures["set_a"]
     # Measured on the exported model, with its τ_v beside τ; diversity over a second key per face.
     assert {"genuine_accepted_v", "impostor_rejected_v"} <= set(figures["set_a"])
-    assert {"genuine_accepted_1", "impostor_rejected_1"} <= set(figures["set_b"])  # at τ_1, ivfg compare's
+    assert {"genuine_accepted_1", "impostor_rejected_1"} <= set(figures["set_b"])  # at τ_1, Set-B's own
     assert figures["diversity"]["pairs"] == n and figures["original_lowres"]["resolution"] == 16
     assert figures["latent_spread"]["ratio"] >= 0
     for row in ("protection", "diversity", "recoverability", "detection"):

@@ -84,13 +84,13 @@ def build_face_sets(cfg: EvaluateConfig, virtual: VirtualFaces, faces: torch.Ten
                     inception=build_inception(device, weights), detector=FaceAligner(AlignConfig(device=str(device))),
                     fid_dims=tuple(cfg.fid_dims), batch=cfg.batch, autocast=autocast_for(cfg, device),
                     precision="bf16" if uses_bf16(cfg.amp, device) else "fp32", cache_dir=cache,
-                    virtual_threshold=virtual_threshold(virtual, cfg.recognizer),
-                    one_key_threshold=virtual_threshold(virtual, cfg.recognizer, "one_key_threshold"))
+                    virtual_threshold=stored_threshold(virtual, cfg.recognizer, "virtual_threshold"),
+                    one_key_threshold=stored_threshold(virtual, cfg.recognizer, "one_key_threshold"))
 
 
-def virtual_threshold(virtual: VirtualFaces, recognizer: str, field: str = "virtual_threshold") -> float | None:
-    """τ_v (or, with field 'one_key_threshold', τ_1), which the train stage calibrated on virtual validation
-    faces, if it did so for this recognizer."""
+def stored_threshold(virtual: VirtualFaces, recognizer: str, field: str) -> float | None:
+    """A threshold the train stage calibrated on virtual validation faces and stored in the model under
+    `field` (τ_v: 'virtual_threshold', τ_1: 'one_key_threshold'), if it did so for this recognizer."""
     info = virtual.model_info
     if info.get(field) is None or info.get("eval_recognizer") != recognizer:
         return None

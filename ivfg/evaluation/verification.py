@@ -126,10 +126,14 @@ def decisions(same: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
             "impostor_rejected": float((scores[~same] < threshold).mean()) if (~same).any() else float("nan")}
 
 
-def pair_metrics(recognizer, emb: torch.Tensor, labels: np.ndarray, threshold: float) -> dict:
-    """Every pair (i < j) inside one set of embeddings: EER and AUC, and the decisions at τ."""
+def pair_scores(recognizer, emb: torch.Tensor, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) inside one set of embeddings: whether it is one person, and its score."""
     scores = recognizer.score(emb[:, None], emb[None, :]).numpy()
     i, j = np.triu_indices(len(labels), k=1)
-    same = labels[i] == labels[j]
-    s = scores[i, j]
-    return {**verification_metrics(same, s), **decisions(same, s, threshold)}
+    return labels[i] == labels[j], scores[i, j]
+
+
+def pair_metrics(recognizer, emb: torch.Tensor, labels: np.ndarray, threshold: float) -> dict:
+    """Every pair (i < j) inside one set of embeddings: EER and AUC, and the decisions at τ."""
+    same, scores = pair_scores(recognizer, emb, labels)
+    return {**verification_metrics(same, scores), **decisions(same, scores, threshold)}

@@ -23,7 +23,7 @@ import torch
 from torchvision.utils import make_grid
 
 from ivfg.data.faceframe import to_frame
-from ivfg.evaluation.verification import pair_metrics
+from ivfg.evaluation.verification import decisions, pair_metrics, pair_scores, verification_metrics
 from ivfg.keys import distinct_keys, other_keys, random_keys
 from ivfg.models.recognizers import Recognizer
 from ivfg.virtual import GENERATOR_SAMPLES, VirtualFaces, random_latents, spread_of
@@ -34,10 +34,10 @@ def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor,
     """The decision thresholds of the virtual space, from virtual faces of faces x not seen in training.
     Virtual faces all come from one generator, so a τ set on real faces is the wrong rule for them.
     - τ_v: the EER threshold over every pair of T(x, k_id), each identity its own key (Set-A).
-    - τ_1: the EER threshold over every pair of T(x, k), one key for everyone (Set-B): what `ivfg compare`
-      decides, since its two photos go through one key. Different people under one key are nearer than
-      under two, so τ_v accepts more of them. The mean over `one_key_draws` keys, because one key's
-      threshold moves with the key.
+    - τ_1: the EER threshold over every pair of T(x, k), one key for everyone (Set-B). `ivfg compare` puts
+      both photos through one key but decides at τ_v: different people under one key are nearer than
+      under two, so τ_v accepts more of them, and τ_1 is reported beside it. The mean over
+      `one_key_draws` keys, because one key's threshold moves with the key.
     Beside them, Set-B's EER and its decisions at τ_v and at τ_1, so that a run can be chosen on both."""
     names = sorted(set(identities))
     labels = np.array([names.index(i) for i in identities])
@@ -48,11 +48,12 @@ def calibrate_virtual_threshold(virtual: VirtualFaces, embeddings: torch.Tensor,
     if "eer_threshold" not in figures:
         raise ValueError("the faces give no same-person and different-person pairs to calibrate τ_v on")
     threshold = figures["eer_threshold"]
-    one_key = [_embed_virtual(virtual, embeddings, random_keys(1, virtual.key_bits, g)[0], recognizer)
+    one_key = [pair_scores(recognizer, _embed_virtual(virtual, embeddings, random_keys(1, virtual.key_bits, g)[0],
+                                                      recognizer), labels)
                for _ in range(one_key_draws)]
-    set_b = [pair_metrics(recognizer, emb, labels, threshold) for emb in one_key]
+    set_b = [{**verification_metrics(same, scores), **decisions(same, scores, threshold)} for same, scores in one_key]
     one_key_threshold = float(np.mean([d["eer_threshold"] for d in set_b]))
-    at_one_key = [pair_metrics(recognizer, emb, labels, one_key_threshold) for emb in one_key]
+    at_one_key = [decisions(same, scores, one_key_threshold) for same, scores in one_key]
 
     def mean(draws: list[dict], name: str) -> float:
         return float(np.mean([d[name] for d in draws]))

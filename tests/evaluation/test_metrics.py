@@ -205,6 +205,15 @@ def test_set_a_is_also_decided_at_the_virtual_threshold_when_the_model_has_one(s
     assert figures["genuine_accepted_v"] == 0.0 and figures["impostor_rejected_v"] == 1.0
 
 
+def test_only_set_b_is_also_decided_at_the_one_key_threshold(sets):
+    both = FaceSets(sets.faces, [sets.identities[k] for k in sets.labels], sets.virtual, sets.recognizer,
+                    sets.threshold, 0, sets.device, virtual_threshold=1.0, one_key_threshold=-1e9)
+    figures = run_metrics(both, ["set_a", "set_b"], 1)
+    assert figures["set_b"]["genuine_accepted_1"] == 1.0 and figures["set_b"]["impostor_rejected_1"] == 0.0
+    assert figures["set_b"]["genuine_accepted_v"] == 0.0 and figures["set_b"]["impostor_rejected_v"] == 1.0
+    assert "genuine_accepted_1" not in figures["set_a"]  # τ_1 is one key's threshold: Set-A has a key each
+
+
 def test_measurements_of_sets_without_a_key_are_reused_from_the_disk_cache(sets, tmp_path, monkeypatch):
     first = FaceSets(sets.faces, [sets.identities[k] for k in sets.labels], sets.virtual, sets.recognizer,
                      sets.threshold, 0, sets.device, cache_dir=tmp_path)
