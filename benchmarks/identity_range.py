@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from validation_sets import projector_at
+from validation_sets import encoder_of, projector_at
 
 from ivfg.config import load_params
 from ivfg.data.files import load_faces, read_split
@@ -33,7 +33,6 @@ from ivfg.gan.metrics import to_unit
 from ivfg.keys import random_keys
 from ivfg.models.recognizers import resize
 from ivfg.models.registry import build_recognizer
-from ivfg.projector.data import frozen_embeddings
 from ivfg.projector.validation import embed_images
 from ivfg.virtual import VirtualFaces, random_latents
 
@@ -68,7 +67,6 @@ def main() -> None:
     args = parser.parse_args()
     models = load_params(args.params).models
     recognizer = build_recognizer(models.train_recognizer, "cpu", models.weights)
-    encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True)
     generator = load_generator(Path("models/generator.pt"), "cpu")
     val = read_split(Path("data/split.csv"))["val"]
     labels = np.array([r["identity"] for r in val])
@@ -93,11 +91,11 @@ def main() -> None:
     print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, to_unit(samples)), threshold),
                       "latent_msd": latent_distances(random_latents(generator, len(first), 1),
                                                      np.arange(len(first)))["different_people_msd"]}), flush=True)
-    all_embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in val], 32, "cpu",
-                                       Path("runs/train/embeddings"))
-    embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
+    encoders: dict = {}
     for rev in args.revisions:
-        projector, _ = projector_at(rev)
+        projector, state = projector_at(rev)
+        encoder, all_embeddings = encoder_of(state, models, [r["image"] for r in val], encoders)
+        embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
         virtual = VirtualFaces(encoder, projector, generator).eval()
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))
         for draw, key in enumerate(keys):

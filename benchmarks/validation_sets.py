@@ -42,6 +42,17 @@ def projector_at(rev: str):
     return projector_from_state(state["projector"], state["state_dict"]), state
 
 
+def encoder_of(state: dict, models, images: list[str], made: dict) -> tuple:
+    """E as the projector file says P reads faces (`encoder_mirror`), and E(x) of `images`; each form made
+    once (`made` keeps them)."""
+    mirror = bool(state.get("encoder_mirror"))
+    if mirror not in made:
+        encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True, mirror=mirror)
+        made[mirror] = encoder, frozen_embeddings(encoder, Path("data/aligned"), images, 32, "cpu",
+                                                  Path("runs/train/embeddings"))
+    return made[mirror]
+
+
 def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, tau: float, seed: int) -> float:
     """The share of faces x whose T(x, k1) and T(x, k2), k1 != k2 both random per face, are judged different at τ."""
     g = torch.Generator().manual_seed(seed + 5_000_011)
@@ -60,13 +71,11 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     models = load_params(args.params).models
-    encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True)
     evaluator = build_recognizer(models.eval_recognizer, "cpu", models.weights)
     generator = load_generator(Path("models/generator.pt"), "cpu")
     rows = read_split(Path("data/split.csv"))[args.split]
     faces = rows if args.split == "val" else choose_validation_faces(rows, args.faces, seed=0, per_identity=6)
-    embeddings = frozen_embeddings(encoder, Path("data/aligned"), [r["image"] for r in faces], 32, "cpu",
-                                   Path("runs/train/embeddings"))
+    encoders: dict = {}
     identities = [r["identity"] for r in faces]
     generator_sha256 = sha256_file(Path("models/generator.pt"))
     tau = eer_threshold(Path("models/thresholds"), models.eval_recognizer)
@@ -75,6 +84,7 @@ def main() -> None:
         if state.get("generator_sha256") not in (None, generator_sha256):
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
+        encoder, embeddings = encoder_of(state, models, [r["image"] for r in faces], encoders)
         virtual = VirtualFaces(encoder, projector, generator).eval()
         # One Set-B key per seed: the draws are the seeds.
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)

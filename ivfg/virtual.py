@@ -117,10 +117,12 @@ def projector_from_state(config: dict, weights: dict, device: torch.device | str
 
 def assemble(projector: Projector, generator: Generator, info: dict, device: torch.device | str,
              weights: Mapping[str, str | None] | None, fast: bool) -> VirtualFaces:
-    """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`)."""
+    """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`), reading
+    each face and its mirror image where the file says P was trained so (`info["encoder_mirror"]`)."""
     from ivfg.models.registry import build_recognizer
 
-    virtual = VirtualFaces(build_recognizer(info["encoder"], device, weights, fast=fast), projector, generator).eval()
+    encoder = build_recognizer(info["encoder"], device, weights, fast=fast, mirror=bool(info.get("encoder_mirror")))
+    virtual = VirtualFaces(encoder, projector, generator).eval()
     virtual.model_info = info
     return virtual
 
@@ -144,7 +146,7 @@ MODEL_PARTS = ("key_bits", "encoder", "projector", "projector_state", "generator
 
 def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
     """The one file a user needs (format `ivfg-model/1`): P with w-bar and the generator's synthesis
-    weights, the key length, the encoder's registry name, and the evaluation recognizer with its
+    weights, the key length, the encoder's registry name (and whether it reads the mirror image too), and the evaluation recognizer with its
     thresholds: τ (set on real faces), τ_v (on virtual faces, each person their own key) and τ_1 (on virtual
     faces under one key, what `ivfg compare` decides at). Returns its description (everything but the weights)."""
     projector, state = load_projector(projector_path)
@@ -154,7 +156,7 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
     if generator["architecture"]["style_dim"] != projector.style_dim:
         raise InputError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
-            "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
+            "encoder_mirror": bool(state.get("encoder_mirror", False)), "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
             "eval_threshold": state.get("eval_threshold"), "virtual_threshold": state.get("virtual_threshold"),
             "one_key_threshold": state.get("one_key_threshold"),
             "resolution": generator["architecture"]["resolution"]}

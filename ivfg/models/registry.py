@@ -47,15 +47,18 @@ def weights_path(name: str, paths: Mapping[str, str | None] | None = None) -> st
 
 
 def build_recognizer(name: str, device: torch.device | str = "cpu",
-                     paths: Mapping[str, str | None] | None = None, fast: bool = False) -> Recognizer:
+                     paths: Mapping[str, str | None] | None = None, fast: bool = False,
+                     mirror: bool = False) -> Recognizer:
     """A frozen recognizer on `device`, as its catalog entry describes it; `paths` may give explicit
     weight files by registry name. `fast` trades bit-exactness with the published weights' graph for
-    speed where a backbone offers it (SFace: batch norms folded), for use inside training losses."""
+    speed where a backbone offers it (SFace: batch norms folded), for use inside training losses. `mirror`:
+    each face read as it is and mirrored, the embeddings averaged (recognizers.MirrorAveraged)."""
     if name not in RECOGNIZERS:
         raise ValueError(f"unknown recognizer '{name}'; choose one of {', '.join(RECOGNIZERS)}")
     spec = RECOGNIZERS[name]
     cls = getattr(recognizers, spec.cls)
-    return cls.build([weights_path(w, paths) for w in spec.weights], spec.name, fast).freeze().to(device)
+    recognizer = cls.build([weights_path(w, paths) for w in spec.weights], spec.name, fast)
+    return (recognizers.MirrorAveraged(recognizer) if mirror else recognizer).freeze().to(device)
 
 
 def build_inception(device: torch.device | str = "cpu",

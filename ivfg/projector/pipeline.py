@@ -82,7 +82,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
 
     # Both in their fast form (equal up to float rounding, about twice as fast on a CPU): R runs forward and
     # backward four times per triplet, and E's is the form evaluate and the CLI run, so P learns from the same E(x).
-    encoder = build_recognizer(models.encoder, device, models.weights, fast=True)
+    encoder = build_recognizer(models.encoder, device, models.weights, fast=True, mirror=cfg.encoder_mirror)
     recognizer = build_recognizer(models.train_recognizer, device, models.weights, fast=True)
     evaluator = build_recognizer(models.eval_recognizer, device, models.weights)
     if not recognizer.differentiable:
@@ -91,7 +91,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     images, table = index_triplets(read_triplets(paths.triplets))
     cache = paths.run_dir / "embeddings"
     enc_emb = frozen_embeddings(encoder, paths.aligned, images, 32, device, cache)
-    # R(x) of the real faces: E's when they are one network.
+    # R(x) of the real faces: E's when they are one network (averaged with the mirror image's when E's is:
+    # the better estimate of whom the real face shows).
     rec_emb = enc_emb if models.train_recognizer == models.encoder else \
         frozen_embeddings(recognizer, paths.aligned, images, 32, device, cache)
     val_rows = choose_validation_faces(read_split(paths.split)["val"], cfg.val_images, cfg.seed)
@@ -147,7 +148,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
                    virtual_threshold=calibration["threshold"], one_key_threshold=calibration["one_key_threshold"],
-                   epochs=trainer.epoch,
+                   encoder_mirror=cfg.encoder_mirror, epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
