@@ -81,22 +81,22 @@ def original_lowres(sets: FaceSets) -> dict:
 def set_a(sets: FaceSets, repeat: int) -> dict:
     """Each identity its own key: should verify as well as the originals. Beside the decisions at τ
     (set on real faces), those at τ_v, the model's threshold calibrated on virtual validation faces."""
-    return _with_virtual_decisions(sets, sets.embeddings("set_a", repeat))
+    return _with_virtual_decisions(sets, sets.embeddings("set_a", repeat), {"v": sets.virtual_threshold})
 
 
 @metric()
 def set_b(sets: FaceSets, repeat: int) -> dict:
     """One key for everyone: different people must stay apart under the same key (the case of `ivfg
     compare`, which decides at τ_v). Its decisions at τ_1, Set-B's own threshold, are reported beside."""
-    return _with_virtual_decisions(sets, sets.embeddings("set_b", repeat), one_key=True)
+    return _with_virtual_decisions(sets, sets.embeddings("set_b", repeat),
+                                   {"v": sets.virtual_threshold, "1": sets.one_key_threshold})
 
 
-def _with_virtual_decisions(sets: FaceSets, emb, one_key: bool = False) -> dict:
-    """EER, AUC and the decisions at τ; then the decisions at τ_v (names ending _v) and, for a one-key set,
-    at τ_1 (_1), where the model has them. The pairs are scored once for every threshold."""
+def _with_virtual_decisions(sets: FaceSets, emb, virtual: dict[str, float | None]) -> dict:
+    """EER, AUC and the decisions at τ; then those at each of the model's virtual-face thresholds the
+    model has, named by suffix (τ_v: _v, τ_1: _1). The pairs are scored once for every threshold."""
     same, scores = pair_scores(sets.recognizer, emb, sets.labels)
     figures = {**verification_metrics(same, scores), **decisions(same, scores, sets.threshold)}
-    virtual = {"v": sets.virtual_threshold, "1": sets.one_key_threshold if one_key else None}
     for suffix, threshold in virtual.items():
         if threshold is not None:
             figures.update({f"{name}_{suffix}": rate for name, rate in decisions(same, scores, threshold).items()})
