@@ -155,3 +155,20 @@ def test_each_available_recognizer_is_built_as_its_entry_says():
     assert build_recognizer("sface", fast=True).fast
     with pytest.raises(ValueError, match="unknown recognizer 'arcface'; choose one of sface, "):
         build_recognizer("arcface")
+
+
+def test_mirror_averaged_reads_a_face_and_its_mirror_image_as_one(sface, aligned_faces):
+    """E with `mirror`: the mean of the face's and its mirror image's embeddings, so a photo and its
+    mirror image give one embedding; scored as the recognizer scores, and cached under its own name."""
+    mirrored = build_recognizer("sface", mirror=True)
+    faces = torch.cat(list(aligned_faces.values()))
+    with torch.no_grad():
+        plain, both, flipped = sface.embed(faces), mirrored.embed(faces), mirrored.embed(faces.flip(-1))
+        expected = (plain + sface.embed(faces.flip(-1))) / 2
+    assert torch.allclose(both, expected, atol=1e-5)
+    assert torch.allclose(both, flipped, atol=1e-5)
+    assert not torch.allclose(both, plain, atol=1e-3)  # the mirror image is not the photo itself
+    assert mirrored.name == "sface+mirror" and mirrored.embedding_dim == sface.embedding_dim
+    # Still the same people: two photos of one person closer than any two people's.
+    worst_same, best_different = _same_vs_different(mirrored, aligned_faces)
+    assert worst_same > best_different
