@@ -258,10 +258,11 @@ class TrainConfig(Section):
     # which one person's photos vary less against how people differ, so that one person's photos enter
     # P closer together relative to other people.
     lda_dims: int | None = Field(None, ge=1)
-    # false: E reads the face as it is (the paper). true: E reads the face and its mirror image and
-    # averages the two embeddings, in training and in T(x, k) (the model file records it), so that one
-    # photo's asymmetries of pose and light weigh less in the identity P receives.
-    encoder_mirror: bool = False
+    # Where E reads each face and its mirror image and averages the two embeddings, so that one photo's
+    # asymmetries of pose and light weigh less in the identity P receives: 'none' (the paper), 'inference'
+    # (in T(x, k): the validation checks, τ_v and the model file; P trains on the faces as they are) or
+    # 'both' (in training too).
+    encoder_mirror: Literal["none", "inference", "both"] = "none"
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,

@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ivfg.config import AlignConfig, ConfigError, Params, TrainConfig
+from ivfg.config import AlignConfig, ConfigError, ModelsConfig, Params, TrainConfig
 from ivfg.data.align import FaceAligner
 from ivfg.data.files import eer_threshold, load_faces, read_split, read_triplets, write_csv
 from ivfg.device import resolve_device
 from ivfg.errors import InputError
 from ivfg.fileio import atomic_path, sha256_file
 from ivfg.gan.export import load_generator
+from ivfg.models.recognizers import MirrorAveraged, Recognizer
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import discriminant_directions, frozen_embeddings, identity_indices, index_triplets
 from ivfg.projector.network import Projector
@@ -41,6 +42,14 @@ class TrainPaths:
     out: Path = Path("models/projector.pt")
     plots: Path = Path("plots/train.csv")
     val_plots: Path = Path("plots/train_val.csv")
+
+
+def encoders(cfg: TrainConfig, models: ModelsConfig, device: torch.device) -> tuple[Recognizer, Recognizer]:
+    """E for the training faces' embeddings, and E as T(x, k) runs it (the validation checks, τ_v, the model
+    file), in their fast form: `train.encoder_mirror` says which of them read each face with its mirror image."""
+    training = build_recognizer(models.encoder, device, models.weights, fast=True,
+                                mirror=cfg.encoder_mirror == "both")
+    return training, MirrorAveraged(training).freeze() if cfg.encoder_mirror == "inference" else training
 
 
 def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.device,
@@ -82,7 +91,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
 
     # Both in their fast form (equal up to float rounding, about twice as fast on a CPU): R runs forward and
     # backward four times per triplet, and E's is the form evaluate and the CLI run, so P learns from the same E(x).
-    encoder = build_recognizer(models.encoder, device, models.weights, fast=True, mirror=cfg.encoder_mirror)
+    train_encoder, encoder = encoders(cfg, models, device)
     recognizer = build_recognizer(models.train_recognizer, device, models.weights, fast=True)
     evaluator = build_recognizer(models.eval_recognizer, device, models.weights)
     if not recognizer.differentiable:
@@ -90,7 +99,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
 
     images, table = index_triplets(read_triplets(paths.triplets))
     cache = paths.run_dir / "embeddings"
-    enc_emb = frozen_embeddings(encoder, paths.aligned, images, 32, device, cache)
+    enc_emb = frozen_embeddings(train_encoder, paths.aligned, images, 32, device, cache)
     # R(x) of the real faces: E's when they are one network (averaged with the mirror image's when E's is:
     # the better estimate of whom the real face shows).
     rec_emb = enc_emb if models.train_recognizer == models.encoder else \
@@ -148,7 +157,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
                    virtual_threshold=calibration["threshold"], one_key_threshold=calibration["one_key_threshold"],
-                   encoder_mirror=cfg.encoder_mirror, epochs=trainer.epoch,
+                   encoder_mirror=cfg.encoder_mirror != "none", epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
