@@ -91,10 +91,10 @@ def main() -> None:
     print(json.dumps({"set": "generator", **apart(recognizer, embed_images(recognizer, to_unit(samples)), threshold),
                       "latent_msd": latent_distances(random_latents(generator, len(first), 1),
                                                      np.arange(len(first)))["different_people_msd"]}), flush=True)
-    encoders: dict = {}
+    encoders, images = {}, [r["image"] for r in val]
     for rev in args.revisions:
         projector, state = projector_at(rev)
-        encoder, all_embeddings = encoder_of(state, models, [r["image"] for r in val], encoders)
+        encoder, all_embeddings = encoder_of(state, models, images, encoders)
         embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
         virtual = VirtualFaces(encoder, projector, generator).eval()
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))

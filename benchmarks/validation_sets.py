@@ -76,7 +76,7 @@ def main() -> None:
     rows = read_split(Path("data/split.csv"))[args.split]
     faces = rows if args.split == "val" else choose_validation_faces(rows, args.faces, seed=0, per_identity=6)
     encoders: dict = {}
-    identities = [r["identity"] for r in faces]
+    images, identities = [r["image"] for r in faces], [r["identity"] for r in faces]
     generator_sha256 = sha256_file(Path("models/generator.pt"))
     tau = eer_threshold(Path("models/thresholds"), models.eval_recognizer)
     for rev in args.revisions:
@@ -84,7 +84,7 @@ def main() -> None:
         if state.get("generator_sha256") not in (None, generator_sha256):
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
-        encoder, embeddings = encoder_of(state, models, [r["image"] for r in faces], encoders)
+        encoder, embeddings = encoder_of(state, models, images, encoders)
         virtual = VirtualFaces(encoder, projector, generator).eval()
         # One Set-B key per seed: the draws are the seeds.
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)

@@ -347,10 +347,9 @@ def test_the_model_file_loads_without_dvc_or_training_code(model):
 
 def test_a_model_trained_on_mirrored_faces_reads_faces_mirrored(model, tmp_path):
     """The flag travels projector file -> model file -> T's encoder; files without it read faces as they are."""
-    mirrored = make_model(tmp_path / "mirrored", eval_threshold=-0.6, encoder_mirror=True)
-    assert load_model(mirrored).encoder.name == "sface+mirror"
+    mirrored = load_model(make_model(tmp_path / "mirrored", eval_threshold=-0.6, encoder_mirror=True))
+    assert mirrored.encoder.name == "sface+mirror" and mirrored.model_info["encoder_mirror"] is True
     assert load_model(model).encoder.name == "sface"
-    assert load_model(mirrored).model_info["encoder_mirror"] is True
 
 
 def test_every_subcommand_has_help():
