@@ -119,7 +119,7 @@ def test_the_mlflow_run_holds_terms_validation_and_sample_grids(project):
 
 
 TABLE_ROWS = ("original", "original_lowres", "set_a", "set_b", "protection", "diversity", "recoverability",
-              "detection", "fid_virtual", "baselines", "linkage", "key_search", "latent_spread")
+              "detection", "fid_virtual", "fid_lowres", "baselines", "linkage", "key_search", "latent_spread")
 
 
 def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_paper(project):
@@ -141,6 +141,7 @@ def test_evaluate_writes_every_table_its_figures_and_the_comparison_with_the_pap
     assert set(figures["baselines"]) == {"pixelization", "blur"}
     assert {"detection", "fid192", "protection"} <= set(figures["baselines"]["blur"])
     assert figures["fid_virtual"]["fid192"] > 0
+    assert figures["fid_lowres"]["fid192"] > 0  # the shrunk originals, not the originals against themselves
     search = figures["key_search"]
     assert search["exhaustive"] == 1 and search["candidates"] == 256  # all 8-bit keys
     assert "seconds" not in figures  # timings go to MLflow and the log; a rerun writes the same metrics

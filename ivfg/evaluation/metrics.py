@@ -152,6 +152,13 @@ def fid_virtual(sets: FaceSets, repeat: int) -> dict:
 
 
 @metric(repeated=False)
+def fid_lowres(sets: FaceSets) -> dict:
+    """FID of the real test faces shrunk to the generator's resolution (as in `original_lowres`): what
+    that resolution alone costs, the reference for the virtual faces' FID."""
+    return fid_of(sets, "original_lowres", 0)
+
+
+@metric(repeated=False)
 def baselines(sets: FaceSets) -> dict:
     return {name: {"detection": detection_of(sets, name, 0)["rate"], **fid_of(sets, name, 0),
                    "protection": protection_of(sets, name, 0)["rate"]} for name in sets.baselines}

@@ -29,6 +29,7 @@ LFW_ROWS: list[tuple[str, str, str | None, str]] = [
     ("Detection rate (MTCNN)", "detection.rate", "1.0", "detection.images"),
     ("FID 192-d", "fid_virtual.fid192", "6.170 ± 0.050", None),
     ("FID 2048-d", "fid_virtual.fid2048", None, None),
+    ("Original at the generator's resolution: FID 192-d", "fid_lowres.fid192", None, None),
     ("Pixelization: detection", "baselines.pixelization.detection", None, "detection.images"),
     ("Pixelization: FID 192-d", "baselines.pixelization.fid192", "44.451", None),
     ("Pixelization: protection", "baselines.pixelization.protection", None, "protection.pairs"),
