@@ -96,7 +96,7 @@ def main() -> None:
         projector, state = projector_at(rev)
         encoder, all_embeddings = encoder_of(state, models, images, encoders)
         embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
-        virtual = VirtualFaces(encoder, projector, generator).eval()
+        virtual = VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))
         for draw, key in enumerate(keys):
             with torch.no_grad():

@@ -85,7 +85,7 @@ def main() -> None:
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
         encoder, embeddings = encoder_of(state, models, images, encoders)
-        virtual = VirtualFaces(encoder, projector, generator).eval()
+        virtual = VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
         # One Set-B key per seed: the draws are the seeds.
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)
                  for seed in range(args.key_draws)]

@@ -263,6 +263,11 @@ class TrainConfig(Section):
     # (in T(x, k): the validation checks, τ_v and the model file; P trains on the faces as they are) or
     # 'both' (in training too).
     encoder_mirror: Literal["none", "inference", "both"] = "none"
+    # ψ of T(x, k): G renders w_bar + ψ (w - w_bar) for P's w (StyleGAN's truncation trick, in T only: the
+    # validation checks, τ_v and the model file; P trains on its w as it is). 1: none (the paper); below
+    # 1 every virtual face moves toward the average face, which the recognizer tells apart more reliably
+    # under a key that lands P in an unusual part of W, at some cost in how far two keys move one face.
+    truncation_psi: float = Field(1.0, gt=0, le=2)
     weights: LossWeights = LossWeights()
     margin: float = Field(0.4, ge=-1, le=1)
     # L_inter's own margin (null: `margin`): how far apart different people under one key are pushed,

@@ -25,9 +25,10 @@ FORMAT = "ivfg-projector/1"
 
 
 class VirtualFaces(nn.Module):
-    def __init__(self, encoder: Recognizer, projector: Projector, generator: Generator):
+    def __init__(self, encoder: Recognizer, projector: Projector, generator: Generator, truncation_psi: float = 1.0):
         super().__init__()
         self.encoder, self.projector, self.generator = encoder, projector, generator
+        self.truncation_psi = truncation_psi  # T renders w_bar + psi (w - w_bar) (`train.truncation_psi`)
         self.model_info: dict = {}  # what the model file says of itself (encoder, recognizers, τ, ...)
 
     @property
@@ -44,9 +45,14 @@ class VirtualFaces(nn.Module):
         return self.generator.mapping(projected) if self.projector.space == "z" else projected
 
     def latents(self, embeddings: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """w = P(E(x), k), in W whatever space P predicts in."""
+        """The w that G renders for P(E(x), k), in W whatever space P predicts in, truncated by ψ toward
+        w_bar. (Training takes P's w as it is, through `w_of`.)"""
         keys = as_batch(keys, len(embeddings), self.key_bits).to(embeddings.device)
-        return self.w_of(self.projector(embeddings, keys))
+        w = self.w_of(self.projector(embeddings, keys))
+        if self.truncation_psi == 1.0:
+            return w
+        w_avg = self.generator.w_avg.to(w.dtype)
+        return w_avg + self.truncation_psi * (w - w_avg)
 
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """G(w) with one w for every style input, in [0, 1] (clamped, as images are stored and read)."""
@@ -118,11 +124,12 @@ def projector_from_state(config: dict, weights: dict, device: torch.device | str
 def assemble(projector: Projector, generator: Generator, info: dict, device: torch.device | str,
              weights: Mapping[str, str | None] | None, fast: bool) -> VirtualFaces:
     """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`), reading
-    each face and its mirror image where the file says P was trained so (`info["encoder_mirror"]`)."""
+    each face and its mirror image where the file says T does (`info["encoder_mirror"]`), and its ψ (files
+    from before `truncation_psi`: 1, none)."""
     from ivfg.models.registry import build_recognizer
 
     encoder = build_recognizer(info["encoder"], device, weights, fast=fast, mirror=bool(info.get("encoder_mirror")))
-    virtual = VirtualFaces(encoder, projector, generator).eval()
+    virtual = VirtualFaces(encoder, projector, generator, float(info.get("truncation_psi", 1.0))).eval()
     virtual.model_info = info
     return virtual
 
@@ -146,9 +153,10 @@ MODEL_PARTS = ("key_bits", "encoder", "projector", "projector_state", "generator
 
 def export_model(path: str | Path, projector_path: str | Path, generator_path: str | Path) -> dict:
     """The one file a user needs (format `ivfg-model/1`): P with w-bar and the generator's synthesis
-    weights, the key length, the encoder's registry name (and whether it reads the mirror image too), and the evaluation recognizer with its
-    thresholds: τ (set on real faces), τ_v (on virtual faces, each person their own key) and τ_1 (on virtual
-    faces under one key, what `ivfg compare` decides at). Returns its description (everything but the weights)."""
+    weights, the key length, how T runs (E's registry name, whether it reads the mirror image too, ψ),
+    and the evaluation recognizer with its thresholds: τ (set on real faces), τ_v (on virtual faces, each
+    person their own key: what `ivfg compare` decides at) and τ_1 (on virtual faces under one key, reported
+    beside it). Returns its description (everything but the weights)."""
     projector, state = load_projector(projector_path)
     generator = torch.load(Path(generator_path), map_location="cpu", weights_only=True)
     if not isinstance(generator, dict) or "architecture" not in generator:
@@ -156,7 +164,9 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
     if generator["architecture"]["style_dim"] != projector.style_dim:
         raise InputError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
-            "encoder_mirror": bool(state.get("encoder_mirror", False)), "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
+            "encoder_mirror": bool(state.get("encoder_mirror", False)),
+            "truncation_psi": float(state.get("truncation_psi", 1.0)),
+            "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
             "eval_threshold": state.get("eval_threshold"), "virtual_threshold": state.get("virtual_threshold"),
             "one_key_threshold": state.get("one_key_threshold"),
             "resolution": generator["architecture"]["resolution"]}

@@ -352,6 +352,22 @@ def test_a_model_trained_on_mirrored_faces_reads_faces_mirrored(model, tmp_path)
     assert load_model(model).encoder.name == "sface"
 
 
+def test_a_models_truncation_psi_pulls_every_latent_toward_w_bar_and_only_there(model, tmp_path):
+    """ψ travels projector file -> model file -> T: G renders w_bar + ψ (w - w_bar), where training's
+    `w_of` keeps P's own w; files without it render P's w as it is."""
+    plain, truncated = load_model(model), load_model(make_model(tmp_path / "psi", eval_threshold=-0.6,
+                                                                 truncation_psi=0.5))
+    assert plain.truncation_psi == 1.0 and truncated.model_info["truncation_psi"] == 0.5
+    emb, key = torch.randn(6, 128), torch.randint(0, 2, (6, 8)).float()
+    with torch.no_grad():
+        w, w_bar = plain.latents(emb, key), plain.generator.w_avg
+        assert torch.equal(w, plain.w_of(plain.projector(emb, key)))
+        assert torch.allclose(truncated.latents(emb, key), w_bar + 0.5 * (w - w_bar), atol=1e-6)
+        assert torch.allclose(truncated.w_of(truncated.projector(emb, key)), w)
+        assert (truncated.latents(emb, key) - w_bar).norm(dim=1).lt((w - w_bar).norm(dim=1)).all()
+        assert not torch.equal(truncated.from_embeddings(emb, key), plain.from_embeddings(emb, key))
+
+
 def test_every_subcommand_has_help():
     for command in ("keygen", "anonymize", "compare"):
         result = subprocess.run([sys.executable, "-m", "ivfg.cli", command, "--help"], capture_output=True, text=True)

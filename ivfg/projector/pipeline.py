@@ -62,7 +62,7 @@ def untrained_virtual_faces(cfg: TrainConfig, encoder, generator, device: torch.
     projector.w_avg.copy_(generator.w_avg.cpu())
     if cfg.lda_dims is not None:
         projector.set_input_projection(*input_projection)
-    return VirtualFaces(encoder, projector.to(device), generator)
+    return VirtualFaces(encoder, projector.to(device), generator, cfg.truncation_psi)
 
 
 def interrupted_run_id(paths: TrainPaths) -> str | None:
@@ -157,7 +157,7 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
                    virtual_threshold=calibration["threshold"], one_key_threshold=calibration["one_key_threshold"],
-                   encoder_mirror=cfg.encoder_mirror != "none", epochs=trainer.epoch,
+                   encoder_mirror=cfg.encoder_mirror != "none", truncation_psi=cfg.truncation_psi, epochs=trainer.epoch,
                    steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
