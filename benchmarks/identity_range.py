@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from validation_sets import encoder_of, projector_at
+from validation_sets import encoder_of, projector_at, virtual_faces
 
 from ivfg.config import load_params
 from ivfg.data.files import load_faces, read_split
@@ -34,7 +34,7 @@ from ivfg.keys import random_keys
 from ivfg.models.recognizers import resize
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.validation import embed_images
-from ivfg.virtual import VirtualFaces, random_latents
+from ivfg.virtual import random_latents
 
 
 def pair_scores(recognizer, emb: torch.Tensor) -> np.ndarray:
@@ -96,7 +96,7 @@ def main() -> None:
         projector, state = projector_at(rev)
         encoder, all_embeddings = encoder_of(state, models, images, encoders)
         embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
-        virtual = VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
+        virtual = virtual_faces(state, encoder, projector, generator)
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))
         for draw, key in enumerate(keys):
             with torch.no_grad():

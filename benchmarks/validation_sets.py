@@ -53,6 +53,12 @@ def encoder_of(state: dict, models, images: list[str], made: dict) -> tuple:
     return made[mirror]
 
 
+def virtual_faces(state: dict, encoder, projector, generator) -> VirtualFaces:
+    """T(x, k) as the projector file says it runs: its E (from `encoder_of`) and its ψ (1 for files from
+    before `truncation_psi`)."""
+    return VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
+
+
 def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, tau: float, seed: int) -> float:
     """The share of faces x whose T(x, k1) and T(x, k2), k1 != k2 both random per face, are judged different at τ."""
     g = torch.Generator().manual_seed(seed + 5_000_011)
@@ -85,7 +91,7 @@ def main() -> None:
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
         encoder, embeddings = encoder_of(state, models, images, encoders)
-        virtual = VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
+        virtual = virtual_faces(state, encoder, projector, generator)
         # One Set-B key per seed: the draws are the seeds.
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)
                  for seed in range(args.key_draws)]
