@@ -33,7 +33,7 @@ from ivfg.keys import other_keys, random_keys
 from ivfg.models.registry import build_recognizer
 from ivfg.projector.data import frozen_embeddings
 from ivfg.projector.validation import calibrate_virtual_threshold, choose_validation_faces, embed_images
-from ivfg.virtual import VirtualFaces, projector_from_state
+from ivfg.virtual import VirtualFaces, projector_from_state, t_settings
 
 
 def projector_at(rev: str):
@@ -45,7 +45,7 @@ def projector_at(rev: str):
 def encoder_of(state: dict, models, images: list[str], made: dict) -> tuple:
     """E as the projector file says P reads faces (`encoder_mirror`), and E(x) of `images`; each form made
     once (`made` keeps them)."""
-    mirror = bool(state.get("encoder_mirror"))
+    mirror = t_settings(state)["encoder_mirror"]
     if mirror not in made:
         encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True, mirror=mirror)
         made[mirror] = encoder, frozen_embeddings(encoder, Path("data/aligned"), images, 32, "cpu",
@@ -54,9 +54,8 @@ def encoder_of(state: dict, models, images: list[str], made: dict) -> tuple:
 
 
 def virtual_faces(state: dict, encoder, projector, generator) -> VirtualFaces:
-    """T(x, k) as the projector file says it runs: its E (from `encoder_of`) and its ψ (1 for files from
-    before `truncation_psi`)."""
-    return VirtualFaces(encoder, projector, generator, float(state.get("truncation_psi", 1.0))).eval()
+    """T(x, k) as the projector file says it runs: its E (from `encoder_of`) and its ψ."""
+    return VirtualFaces(encoder, projector, generator, t_settings(state)["truncation_psi"]).eval()
 
 
 def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, tau: float, seed: int) -> float:

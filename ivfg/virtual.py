@@ -121,15 +121,22 @@ def projector_from_state(config: dict, weights: dict, device: torch.device | str
     return projector.eval().requires_grad_(False).to(device)
 
 
+def t_settings(state: Mapping) -> dict:
+    """How T runs, as a projector or model file records it. Files written before a setting existed ran
+    without it: no mirror image, ψ 1."""
+    return {"encoder_mirror": bool(state.get("encoder_mirror", False)),
+            "truncation_psi": float(state.get("truncation_psi", 1.0))}
+
+
 def assemble(projector: Projector, generator: Generator, info: dict, device: torch.device | str,
              weights: Mapping[str, str | None] | None, fast: bool) -> VirtualFaces:
     """T(x, k) around a loaded P and G, with the encoder the model file names (`info["encoder"]`), reading
-    each face and its mirror image where the file says T does (`info["encoder_mirror"]`), and its ψ (files
-    from before `truncation_psi`: 1, none)."""
+    each face and its mirror image where the file says T does, and at the file's ψ (`t_settings`)."""
     from ivfg.models.registry import build_recognizer
 
-    encoder = build_recognizer(info["encoder"], device, weights, fast=fast, mirror=bool(info.get("encoder_mirror")))
-    virtual = VirtualFaces(encoder, projector, generator, float(info.get("truncation_psi", 1.0))).eval()
+    how = t_settings(info)
+    encoder = build_recognizer(info["encoder"], device, weights, fast=fast, mirror=how["encoder_mirror"])
+    virtual = VirtualFaces(encoder, projector, generator, how["truncation_psi"]).eval()
     virtual.model_info = info
     return virtual
 
@@ -164,8 +171,7 @@ def export_model(path: str | Path, projector_path: str | Path, generator_path: s
     if generator["architecture"]["style_dim"] != projector.style_dim:
         raise InputError(f"{projector_path} and {generator_path} come from different runs (style_dim differs)")
     info = {"format": MODEL_FORMAT, "key_bits": projector.key_bits, "encoder": state["encoder"],
-            "encoder_mirror": bool(state.get("encoder_mirror", False)),
-            "truncation_psi": float(state.get("truncation_psi", 1.0)),
+            **t_settings(state),
             "train_recognizer": state["train_recognizer"], "eval_recognizer": state.get("eval_recognizer"),
             "eval_threshold": state.get("eval_threshold"), "virtual_threshold": state.get("virtual_threshold"),
             "one_key_threshold": state.get("one_key_threshold"),

@@ -157,8 +157,8 @@ def train_projector(params: Params, paths: TrainPaths, run: StageRun, stop_after
     save_projector(paths.out, trainer.projector, models.encoder, models.train_recognizer,
                    eval_recognizer=models.eval_recognizer, eval_threshold=threshold,
                    virtual_threshold=calibration["threshold"], one_key_threshold=calibration["one_key_threshold"],
-                   encoder_mirror=cfg.encoder_mirror != "none", truncation_psi=cfg.truncation_psi, epochs=trainer.epoch,
-                   steps=trainer.steps, generator_sha256=settings["generator"])
+                   encoder_mirror=cfg.encoder_mirror != "none", truncation_psi=cfg.truncation_psi,
+                   epochs=trainer.epoch, steps=trainer.steps, generator_sha256=settings["generator"])
     run.log_artifact(paths.out)
     # Needed only to continue an interrupted run; a random id would change runs/train's hash on every rerun.
     (paths.run_dir / "mlflow_run_id").unlink(missing_ok=True)
