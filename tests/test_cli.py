@@ -369,16 +369,16 @@ def test_a_models_truncation_psi_pulls_every_latent_toward_w_bar_and_only_there(
 
 
 def test_a_model_file_from_before_mirror_and_psi_runs_t_without_them(model, tmp_path):
-    """Model files written before `encoder_mirror` and `truncation_psi` existed still load, and T runs as
-    it did then: faces read as they are, P's w rendered as it is."""
+    """Files written now record both settings; files written before `encoder_mirror` and `truncation_psi`
+    existed still load, and T runs as it did then: faces read as they are, P's w rendered as it is."""
     state = torch.load(model, map_location="cpu", weights_only=True)
+    assert state["truncation_psi"] == 1.0 and state["encoder_mirror"] is False
     mirrored = make_model(tmp_path / "new", eval_threshold=-0.6, encoder_mirror=True, truncation_psi=0.5)
     old = {k: v for k, v in torch.load(mirrored, map_location="cpu", weights_only=True).items()
            if k not in ("encoder_mirror", "truncation_psi")}
     torch.save(old, tmp_path / "old.pt")
     loaded = load_model(tmp_path / "old.pt")
     assert loaded.encoder.name == "sface" and loaded.truncation_psi == 1.0
-    assert state["truncation_psi"] == 1.0 and state["encoder_mirror"] is False
 
 
 def test_every_subcommand_has_help():
