@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from validation_sets import encoder_of, projector_at, virtual_faces
+from validation_sets import projector_at, virtual_faces
 
 from ivfg.config import load_params
 from ivfg.data.files import load_faces, read_split
@@ -94,9 +94,8 @@ def main() -> None:
     encoders, images = {}, [r["image"] for r in val]
     for rev in args.revisions:
         projector, state = projector_at(rev)
-        encoder, all_embeddings = encoder_of(state, models, images, encoders)
+        virtual, all_embeddings = virtual_faces(state, projector, generator, models, images, encoders)
         embeddings = all_embeddings[first]  # one face per person, for the virtual faces R reads
-        virtual = virtual_faces(state, encoder, projector, generator)
         keys = random_keys(args.key_draws, virtual.key_bits, torch.Generator().manual_seed(5))
         for draw, key in enumerate(keys):
             with torch.no_grad():

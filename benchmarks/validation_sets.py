@@ -42,20 +42,17 @@ def projector_at(rev: str):
     return projector_from_state(state["projector"], state["state_dict"]), state
 
 
-def encoder_of(state: dict, models, images: list[str], made: dict) -> tuple:
-    """E as the projector file says P reads faces (`encoder_mirror`), and E(x) of `images`; each form made
-    once (`made` keeps them)."""
-    mirror = t_settings(state)["encoder_mirror"]
+def virtual_faces(state: dict, projector, generator, models, images: list[str], made: dict) -> tuple:
+    """T(x, k) as the projector file says it runs (its E, reading the mirror image or not, and its ψ:
+    `t_settings`), and E(x) of `images`; each form of E made and run once (`made` keeps them)."""
+    how = t_settings(state)
+    mirror = how["encoder_mirror"]
     if mirror not in made:
         encoder = build_recognizer(models.encoder, "cpu", models.weights, fast=True, mirror=mirror)
         made[mirror] = encoder, frozen_embeddings(encoder, Path("data/aligned"), images, 32, "cpu",
                                                   Path("runs/train/embeddings"))
-    return made[mirror]
-
-
-def virtual_faces(state: dict, encoder, projector, generator) -> VirtualFaces:
-    """T(x, k) as the projector file says it runs: its E (from `encoder_of`) and its ψ."""
-    return VirtualFaces(encoder, projector, generator, t_settings(state)["truncation_psi"]).eval()
+    encoder, embeddings = made[mirror]
+    return VirtualFaces(encoder, projector, generator, how["truncation_psi"]).eval(), embeddings
 
 
 def key_diversity(virtual: VirtualFaces, embeddings: torch.Tensor, evaluator, tau: float, seed: int) -> float:
@@ -89,8 +86,7 @@ def main() -> None:
         if state.get("generator_sha256") not in (None, generator_sha256):
             print(json.dumps({"revision": rev, "skipped": "trained on another generator than the workspace's"}))
             continue
-        encoder, embeddings = encoder_of(state, models, images, encoders)
-        virtual = virtual_faces(state, encoder, projector, generator)
+        virtual, embeddings = virtual_faces(state, projector, generator, models, images, encoders)
         # One Set-B key per seed: the draws are the seeds.
         draws = [calibrate_virtual_threshold(virtual, embeddings, identities, evaluator, seed, one_key_draws=1)
                  for seed in range(args.key_draws)]
